@@ -68,8 +68,8 @@ class TrainConfig:
     Optimisation: ``steps``, global ``batch_size`` (split across DDP ranks), ``lr``, ``weight_decay``,
     ``schedule`` ("cosine" with ``warmup_steps``, "onecycle" or "constant"), ``grad_clip`` (None = off).
     Losses: weights, ``identity_every`` (0 = never), ``identity_batch`` (None = whole batch), ``identity_kind``.
-    Morphs: ``morphs`` ("bank", "online" or "off"), ``morph_bank_size`` K, ``morph_fraction`` of each batch,
-    ``morph_alpha`` range of the blend weight.
+    Morphs: ``morphs`` ("bank", "online" or "off"), ``morph_bank_size`` K, ``morph_fraction`` of each batch
+    (blend weights α ~ U(0, 1), :func:`normface_lib.morph.random_morphs`).
     Runtime: ``seed``, ``amp`` ("auto" = bf16/fp16 on CUDA, off on CPU; "bf16", "fp16", "off"), ``device``
     (None = CUDA if available), ``num_threads`` (CPU threads per process), ``checkpoint_every``,
     ``eval_splits`` (held-out tables evaluated at the end), ``eval_batch``.
@@ -102,7 +102,6 @@ class TrainConfig:
     morphs: str = "bank"
     morph_bank_size: int = 256
     morph_fraction: float = 0.25
-    morph_alpha: tuple[float, float] = (0.0, 1.0)
     seed: int = 0
     amp: str = "auto"
     device: str | None = None
@@ -112,7 +111,6 @@ class TrainConfig:
     eval_batch: int = 64
 
     def __post_init__(self):
-        self.morph_alpha = tuple(float(a) for a in self.morph_alpha)
         self.eval_splits = tuple(self.eval_splits)
         checks = [
             (self.size >= 16, f"size must be ≥ 16 pixels, got {self.size}"),
@@ -123,8 +121,6 @@ class TrainConfig:
              f"schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}"),
             (self.morphs in ("bank", "online", "off"), f"morphs must be 'bank', 'online' or 'off', got {self.morphs!r}"),
             (0 <= self.morph_fraction < 1, f"morph_fraction must be in [0, 1), got {self.morph_fraction}"),
-            (len(self.morph_alpha) == 2 and 0 <= self.morph_alpha[0] <= self.morph_alpha[1] <= 1,
-             f"morph_alpha must be (lo, hi) with 0 ≤ lo ≤ hi ≤ 1, got {self.morph_alpha}"),
             (self.amp in ("auto", "bf16", "fp16", "off"), f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}"),
             (self.identity_every >= 0, f"identity_every must be ≥ 0 (0 = never), got {self.identity_every}"),
             (self.identity_weight >= 0, f"identity_weight must be ≥ 0, got {self.identity_weight}"),
@@ -136,7 +132,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["morph_alpha"] = list(self.morph_alpha)
         d["eval_splits"] = list(self.eval_splits)
         return d
 
@@ -276,28 +271,13 @@ def cached_features(encoder, encoder_key: str, table, d: _Dist | None = None) ->
     return _cached(path, lambda: dict(zip(("features", "embeddings"), encode_images(encoder, table.images))), d)
 
 
-def draw_morphs(table, n: int, generator: torch.Generator, alpha_range=(0.0, 1.0)) -> dict[str, torch.Tensor]:
-    """Blend ``n`` random pairs of distinct training targets (paper's augmentation).
-
-    Returns ``{"image" [n,3,S,S] (the rendered blend, an input photo), "target_landmarks" [n,L,2],
-    "target_texture" [n,3,S,S] (in the mean-shape frame), "target_image" (= image), "alpha" [n]}``; all float32.
-    The blend weight ``alpha`` ∈ ``alpha_range`` is the weight of the second face.
-    """
-    from .morph import morph
-    p = table.target_landmarks.shape[0]
-    if p < 2:
-        raise InputError("morph augmentation needs at least 2 training people; set morphs='off'.")
-    a = torch.randint(0, p, (n,), generator=generator)
-    b = (a + torch.randint(1, p, (n,), generator=generator)) % p
-    lo, hi = alpha_range
-    alpha = lo + (hi - lo) * torch.rand(n, generator=generator)
-    tex_a, tex_b = table.target_textures[a], table.target_textures[b]
-    lm_a, lm_b = table.target_landmarks[a], table.target_landmarks[b]
-    image, landmarks = morph(tex_a, lm_a, tex_b, lm_b, alpha, table.mean_shape)
-    w = alpha.view(-1, 1, 1, 1)
-    texture = (1 - w) * tex_a + w * tex_b
-    return {"image": image.float().clamp(0, 1), "target_landmarks": landmarks.float(), "target_texture": texture.float(),
-            "target_image": image.float().clamp(0, 1), "alpha": alpha}
+def _morph_rows(table, n: int, generator: torch.Generator, encoder, device) -> dict[str, torch.Tensor]:
+    """``n`` random morphs of training targets (:func:`normface_lib.morph.random_morphs`) with their features."""
+    from .morph import random_morphs
+    m = random_morphs(table, n, generator)
+    f, e = encode_images(encoder, m.images, device=device)
+    return {"features": f, "embedding": e, "target_landmarks": m.landmarks.float(),
+            "target_texture": m.textures.float(), "target_image": m.images.float()}
 
 
 class _Stream:
@@ -477,12 +457,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
     if config.morphs == "bank" and config.morph_fraction > 0:
         def make_bank():
             g = torch.Generator().manual_seed(config.seed + 7919)
-            m = draw_morphs(table, config.morph_bank_size, g, config.morph_alpha)
-            f, e = encode_images(encoder, m["image"])
-            return {**{k: v for k, v in m.items() if k != "target_image"}, "features": f, "embeddings": e}
+            return _morph_rows(table, config.morph_bank_size, g, encoder, device)
         bpath = resources.cache_dir("morphs") / (f"{enc_key}-s{config.size}-{table_key(table)}-k{config.morph_bank_size}"
-                                                 f"-seed{config.seed}-a{config.morph_alpha[0]:g}_{config.morph_alpha[1]:g}"
-                                                 ".safetensors")
+                                                 f"-seed{config.seed}.safetensors")
         bank = _cached(bpath, make_bank, d)
 
     # ---- model, optimiser, schedule
@@ -551,15 +528,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
                   "target_image": table.images[target_row[p]]}]
         if bank_stream is not None:
             j = bank_stream.indices(step)
-            parts.append({"features": bank["features"][j], "embedding": bank["embeddings"][j],
-                          "target_landmarks": bank["target_landmarks"][j], "target_texture": bank["target_texture"][j],
-                          "target_image": bank["image"][j]})
+            parts.append({k: v[j] for k, v in bank.items()})
         elif config.morphs == "online" and n_morph:
             g = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1009 + d.rank)
-            m = draw_morphs(table, n_morph, g, config.morph_alpha)
-            f, e = encode_images(encoder, m["image"], device=device)
-            parts.append({"features": f, "embedding": e, "target_landmarks": m["target_landmarks"],
-                          "target_texture": m["target_texture"], "target_image": m["target_image"]})
+            parts.append(_morph_rows(table, n_morph, g, encoder, device))
         return {k: torch.cat([q[k] for q in parts]).to(device, non_blocking=True) for k in parts[0]}
 
     def save(step: int) -> None:

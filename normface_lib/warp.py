@@ -205,6 +205,13 @@ def _monomials(points: torch.Tensor, degree: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ fit / evaluate
+def _pairwise_d2(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """[B, N, 2], [B, M, 2] → [B, N, M] squared distances from differences (exact 0 for equal points)."""
+    dx = p[..., :, None, 0] - q[..., None, :, 0]
+    dy = p[..., :, None, 1] - q[..., None, :, 1]
+    return dx * dx + dy * dy
+
+
 class Spline(NamedTuple):
     """A fitted polyharmonic spline ``f(x) = sum_j w_j phi(|x - c_j|) + a . p((x - shift) / scale)``.
 
@@ -267,8 +274,7 @@ def fit_spline(centers: torch.Tensor, values: torch.Tensor, order: int = DEFAULT
     m = pmat.shape[-1]
     if L < m:
         raise InputError(f"order {order} needs at least {m} control points, got {L}.")
-    d2 = (c[:, :, None, :] - c[:, None, :, :]).square().sum(-1)
-    kmat = _kernel_and_slope(d2, order, False)[0]
+    kmat = _kernel_and_slope(_pairwise_d2(c, c), order, False)[0]
     if reg:
         kmat = kmat + reg * torch.eye(L, dtype=sdt, device=c.device)
     top = torch.cat([kmat, pmat], 2)
@@ -305,23 +311,19 @@ def eval_spline(spline: Spline, points: torch.Tensor) -> torch.Tensor:
     if pts.dim() != 3:
         raise InputError(f"points must be [B, N, 2] or [N, 2], got shape {tuple(points.shape)}.")
     c, w = spline.centers, spline.weights
-    d2 = (pts[:, :, None, :] - c[:, None, :, :]).square().sum(-1)  # [B, N, L]
-    phi = _kernel_and_slope(d2, spline.order, False)[0]
+    phi = _kernel_and_slope(_pairwise_d2(pts, c), spline.order, False)[0]  # [B, N, L]
     poly = _monomials((pts - spline.shift) / spline.scale, _poly_degree(spline.order))
     return phi @ w + poly @ spline.poly
 
 
 # ------------------------------------------------------------------------------------------------ lattice evaluation
 class _RadialLattice(torch.autograd.Function):
-    """out[b, i, j, d] = sum_l w[b, l, d] phi((ys[i] - cy[b, l])^2 + (xs[j] - cx[b, l])^2).
+    """out[b, i, j, e] = sum_l w[b, l, e] phi((ys[i] - cy[b, l])^2 + (xs[j] - cx[b, l])^2).
 
-    Row-chunked; the backward recomputes the kernel instead of storing ``B*L*H*W`` values.
-    centers ``[Bc, L, 2]``, weights ``[Bc, L, E]`` (``Bc`` equal), xs ``[W]``, ys ``[H]`` → ``[Bc, H, W, E]``.
+    Row-chunked with reused buffers (the ``B*L*H*W`` kernel values never exist at once); the backward recomputes
+    the kernel instead of storing it. centers ``[Bc, L, 2]``, weights ``[Bc, L, E]``, xs ``[W]``, ys ``[H]`` →
+    ``[Bc, H, W, E]``.
     """
-
-    @staticmethod
-    def _rows(bc: int, L: int, W: int) -> int:
-        return max(1, _CHUNK_ELEMS // max(1, bc * L * W))
 
     @staticmethod
     def forward(ctx, centers, weights, xs, ys, order):
@@ -330,12 +332,20 @@ class _RadialLattice(torch.autograd.Function):
         dx2 = (xs[None, None, :] - centers[..., 0:1]).square()  # [Bc, L, W]
         dy2 = (ys[None, None, :] - centers[..., 1:2]).square()  # [Bc, L, H]
         out = centers.new_empty(bc, H, W, E)
-        wt = weights.transpose(1, 2)  # [Bc, E, L]
-        step = _RadialLattice._rows(bc, L, W)
+        tps = order == 2
+        # thin plate: phi = 0.5 d2 log d2; the 0.5 is folded into the weights
+        wt = (weights * 0.5 if tps else weights).transpose(1, 2)  # [Bc, E, L]
+        step = max(1, _CHUNK_ELEMS // max(1, bc * L * W))
+        buf_d2 = centers.new_empty(bc, L, min(step, H), W)
+        buf_lg = torch.empty_like(buf_d2)
         for r0 in range(0, H, step):
             r1 = min(H, r0 + step)
-            d2 = dy2[:, :, r0:r1, None] + dx2[:, :, None, :]  # [Bc, L, rows, W]
-            phi = _kernel_and_slope(d2, order, False)[0]
+            d2 = torch.add(dy2[:, :, r0:r1, None], dx2[:, :, None, :], out=buf_d2[:, :, : r1 - r0])
+            if tps:
+                d2.clamp_min_(_LOG_FLOOR)
+                phi = torch.log(d2, out=buf_lg[:, :, : r1 - r0]).mul_(d2)
+            else:
+                phi = _kernel_and_slope(d2, order, False)[0]
             # [Bc, E, L] @ [Bc, L, rows*W] -> [Bc, E, rows*W]
             out[:, r0:r1] = torch.bmm(wt, phi.reshape(bc, L, -1)).reshape(bc, E, r1 - r0, W).permute(0, 2, 3, 1)
         ctx.save_for_backward(centers, weights, xs, ys)
@@ -350,33 +360,48 @@ class _RadialLattice(torch.autograd.Function):
         bc, L, _ = centers.shape
         H, W, E = ys.shape[0], xs.shape[0], weights.shape[-1]
         need_c, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        tps = order == 2
         dx = xs[None, None, :] - centers[..., 0:1]  # [Bc, L, W]
         dy = ys[None, None, :] - centers[..., 1:2]  # [Bc, L, H]
         dx2, dy2 = dx.square(), dy.square()
+        # d out / d cx = -2 (x - cx) w slope(d2): accumulate t = slope * <w, grad> summed over rows (per column)
+        # and over columns (per row), then grad_cx = -2 sum_j t_x[j] (x_j - cx), grad_cy likewise.
         gw = torch.zeros_like(weights) if need_w else None
-        # sum over pixels of t = dphi/dd2 * <grad, w>, split for the centre gradient:
-        #   d out / d cx = -2 (xs - cx) * slope  ->  grad_cx = -2 sum_p t_p (x_p - cx)
-        t_x = centers.new_zeros(bc, L, W) if need_c else None  # sum over rows of t, per column
-        t_y = centers.new_zeros(bc, L, H) if need_c else None  # sum over columns of t, per row
+        t_x = centers.new_zeros(bc, L, W) if need_c else None
+        t_y = centers.new_zeros(bc, L, H) if need_c else None
         g = grad.permute(0, 3, 1, 2)  # [Bc, E, H, W]
-        step = _RadialLattice._rows(bc, L, W)
+        wh = weights * 0.5 if tps else weights  # thin plate: slope = 0.5 (log d2 + 1), phi = 0.5 d2 log d2
+        step = max(1, _CHUNK_ELEMS // max(1, bc * L * W))
+        rows = min(step, H)
+        buf_d2 = centers.new_empty(bc, L, rows, W)
+        buf_lg = torch.empty_like(buf_d2)
+        buf_s = torch.empty_like(buf_d2)
         for r0 in range(0, H, step):
             r1 = min(H, r0 + step)
-            d2 = dy2[:, :, r0:r1, None] + dx2[:, :, None, :]
-            phi, slope = _kernel_and_slope(d2, order, need_c)
+            n = r1 - r0
             gc = g[:, :, r0:r1].reshape(bc, E, -1)  # [Bc, E, rows*W]
-            if need_w:
-                gw += torch.bmm(phi.reshape(bc, L, -1), gc.transpose(1, 2))  # [Bc, L, E]
+            d2 = torch.add(dy2[:, :, r0:r1, None], dx2[:, :, None, :], out=buf_d2[:, :, :n])
+            if tps:
+                d2.clamp_min_(_LOG_FLOOR)
+                lg = torch.log(d2, out=buf_lg[:, :, :n])
+                if need_w:
+                    phi = d2.mul_(lg)
+                    gw += torch.bmm(phi.reshape(bc, L, -1), gc.transpose(1, 2))
+                slope = lg.add_(1.0)
+            else:
+                phi, slope = _kernel_and_slope(d2, order, need_c)
+                if need_w:
+                    gw += torch.bmm(phi.reshape(bc, L, -1), gc.transpose(1, 2))
             if need_c:
-                s = torch.bmm(weights, gc).reshape(bc, L, r1 - r0, W)  # <w_l, grad_p>
+                s = torch.bmm(wh, gc, out=buf_s[:, :, :n].view(bc, L, n * W)).view(bc, L, n, W)
                 t = s.mul_(slope)
                 t_x += t.sum(2)
-                t_y[:, :, r0:r1] = t.sum(3)
+                torch.sum(t, 3, out=t_y[:, :, r0:r1])
+        if need_w and tps:
+            gw.mul_(0.5)
         gcent = None
         if need_c:
-            gcx = -2.0 * (t_x * dx).sum(-1)
-            gcy = -2.0 * (t_y * dy).sum(-1)
-            gcent = torch.stack([gcx, gcy], -1)
+            gcent = torch.stack([(t_x * dx).sum(-1), (t_y * dy).sum(-1)], -1).mul_(-2.0)
         return gcent, gw, None, None, None
 
 

@@ -59,11 +59,11 @@ def test_apply_colour_transform_shapes_and_clipping():
 
 def test_correct_photo_recovers_known_exposure_and_white_balance(astronaut):
     photo, lm, crop, clm = astronaut
-    pert, params = C.perturb_exposure_white_balance(photo, exposure_stops=0.6, wb_gains=[1.15, 1.0, 0.85])
-    assert params == {"exposure_stops": 0.6, "wb_gains": [1.15, 1.0, 0.85]}
+    pert, params = C.perturb_exposure_white_balance(photo, exposure_stops=-0.5, wb_gains=[1.15, 1.0, 0.85])
+    assert params == {"exposure_stops": -0.5, "wb_gains": [1.15, 1.0, 0.85]}
     res = C.correct_photo(pert, lm, crop, clm)  # the unperturbed face stands in for the model's normalized face
     assert res.transform.kind == "gain"
-    want = 1 / (2 ** 0.6 * torch.tensor([1.15, 1.0, 0.85], dtype=torch.float64))
+    want = 1 / (2 ** -0.5 * torch.tensor([1.15, 1.0, 0.85], dtype=torch.float64))
     assert torch.allclose(res.transform.matrix.diag(), want, rtol=0.03)
     before = C.colour_error(pert, photo)
     after = C.colour_error(res.corrected, photo)
@@ -71,8 +71,10 @@ def test_correct_photo_recovers_known_exposure_and_white_balance(astronaut):
     assert after["delta_e"] < 0.5 * before["delta_e"]
     # better than the grey-world baseline, which cannot know the exposure
     assert after["delta_e"] < C.colour_error(C.grey_world(pert), photo)["delta_e"]
-    # inside the face mask the correction is nearly exact
-    assert C.colour_error(res.corrected, photo, res.mask)["delta_e"] < 2.0
+    # inside the face mask, where the perturbation did not clip, the correction is nearly exact
+    unclipped = res.mask & (pert < 0.99).all(0)
+    assert unclipped.sum() > 1000
+    assert C.colour_error(res.corrected, photo, unclipped)["delta_e"] < 2.0
 
 
 def test_grey_normalized_face_corrects_exposure_only(astronaut):
@@ -193,7 +195,7 @@ def test_within_person_spread_hand_checked():
     assert within([4.0, 4.0, 7.0, 7.0], [0, 0, 1, 1]) == 0.0
     rows = T.spread_table({"x": values, "y": [1, 1, 1, 1, 1, 2]}, {"x": [2.0, 2.0, 4.0, 4.0, 6.0, 7.0]}, ids)
     assert len(rows) == 1 and rows[0]["attribute"] == "x"
-    # normalized: stds 0, 0, 0.5 -> mean 1/6; values mean 25/6, overall variance 17/4 - ... computed exactly below
+    # normalized: person stds 0, 0, 0.5 -> mean 1/6, divided by the overall std of the six values
     v = np.array([2.0, 2.0, 4.0, 4.0, 6.0, 7.0])
     assert rows[0]["normalized_spread"] == pytest.approx((0.5 / 3) / v.std())
     assert rows[0]["ratio"] == pytest.approx(rows[0]["normalized_spread"] / rows[0]["raw_spread"])
@@ -244,7 +246,7 @@ def test_appearance_attributes_on_uniform_grey(astronaut):
     a = T.appearance_attributes(imgs, torch.stack([clm, clm]))
     assert set(a) == set(T.APPEARANCE_ATTRIBUTES)
     assert float(a["skin_lightness"][0]) == pytest.approx(53.39, abs=0.01)  # L* of sRGB mid-grey
-    assert abs(float(a["skin_a"][0])) < 1e-3 and abs(float(a["skin_chroma"][0])) < 1e-3
+    assert abs(float(a["skin_a"][0])) < 0.01 and abs(float(a["skin_chroma"][0])) < 0.01
     assert float(a["skin_a"][1]) > 2 and float(a["skin_b"][1]) > 5  # real skin is reddish-yellow
     mask = T.skin_mask(clm, 112, 112)
     assert 100 < int(mask.sum()) < 0.4 * 112 * 112

@@ -58,7 +58,8 @@ def test_small_sizes_start_at_the_mean_shape_and_stay_in_range(size):
     torch.manual_seed(1)
     ms = face_like_shape(size)
     dec = Decoder(128, ms, out_size=size, width=0.25).eval()
-    out = dec(torch.randn(3, 128))
+    with torch.no_grad():
+        out = dec(torch.randn(3, 128))
     assert out["image"].shape == (3, 3, size, size)
     assert torch.equal(out["landmarks"], ms.expand(3, -1, -1))  # zero-initialised offsets
     assert 0 <= float(out["image"].min()) and float(out["image"].max()) <= 1
@@ -125,18 +126,19 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_a_small_batch_overfits():
-    """8 feature vectors → 8 smooth target textures and landmark sets: 150 AdamW steps cut both losses ≥ 5×."""
+    """8 feature vectors → 8 smooth target textures and landmark sets: 60 AdamW steps cut both losses ≥ 5×
+    (measured: texture L1 0.214 → 0.017, landmark MSE 9.3e-4 → 3.4e-7)."""
     from normface_lib.losses import landmark_loss, texture_loss
     torch.manual_seed(4)
-    size, n = 64, 8
+    size, n = 32, 8
     ms = face_like_shape(size)
     feats = torch.randn(n, 64)
     tex = torch.nn.functional.interpolate(torch.rand(n, 3, 4, 4), size=(size, size), mode="bicubic",
                                           align_corners=False).clamp(0, 1)
-    lms = ms + 2.0 * torch.randn(n, 68, 2)
+    lms = ms + 1.0 * torch.randn(n, 68, 2)
     dec = Decoder(64, ms, out_size=size, width=0.125)
     dec.set_feature_stats(feats)
-    opt = torch.optim.AdamW(dec.parameters(), lr=2e-3)
+    opt = torch.optim.AdamW(dec.parameters(), lr=3e-3)
 
     def losses():
         out = dec(feats)
@@ -144,7 +146,7 @@ def test_a_small_batch_overfits():
 
     with torch.no_grad():
         lm0, tx0 = (float(v) for v in losses())
-    for _ in range(150):
+    for _ in range(60):
         lm, tx = losses()
         opt.zero_grad()
         (lm * 100 + tx).backward()

@@ -2,7 +2,7 @@
 application).
 
 The mesh is MediaPipe's canonical face model (468 vertices, 898 triangles, Apache-2.0), committed as
-``data/mesh/canonical_face_model.obj`` (source, checksums and licence: ``data/README_mesh.md``). The decoder's output
+``normface_lib/assets/canonical_face_model.obj`` (source, checksums and licence: ``data/README.md``). The decoder's output
 is frontal and neutral, so fitting needs no pose search: a similarity plus separate x/y scales in the image plane
 (scaled orthographic, no rotation out of the plane), then an optional thin-plate-spline deformation in x, y that moves
 the 68 landmark vertices onto the landmarks and the rest of the mesh smoothly with them. Each vertex's texture
@@ -26,16 +26,16 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
 
 from ..errors import InputError, OverwriteError
-from ..resources import repo_data_dir
+from pathlib import Path as _Path
 
 #: The committed mesh file.
-MESH_PATH = repo_data_dir() / "mesh" / "canonical_face_model.obj"
+MESH_PATH = _Path(__file__).resolve().parent.parent / "assets" / "canonical_face_model.obj"
 
 #: dlib point → MediaPipe vertex anchors used to align the reference shape in :func:`derive_landmark_vertices`
 #: (outer/inner eye corners, mouth corners, inner-lip corners and midpoints, chin, nose tip).
@@ -114,6 +114,8 @@ def load_obj(path: str | os.PathLike, load_texture: bool = True) -> Mesh:
                 faces.append(vi)
             elif parts[0] == "mtllib":
                 mtllib = line.split(None, 1)[1].strip()
+        except InputError:
+            raise
         except ValueError:
             raise InputError(f"{path}:{n}: cannot parse {line!r} as an OBJ {parts[0]!r} line.") from None
     if not verts or not faces:
@@ -209,7 +211,7 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
 def _canonical() -> Mesh:
     if not MESH_PATH.is_file():
         raise FileNotFoundError(f"The face mesh {MESH_PATH} is missing; it is part of the normface source checkout "
-                                "(regenerate it with data/mesh/extract_mediapipe_mesh.py, see data/README_mesh.md).")
+                                "(regenerate it with tools/extract_mediapipe_mesh.py, see data/README.md).")
     return load_obj(MESH_PATH, load_texture=False)
 
 

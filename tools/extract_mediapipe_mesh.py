@@ -2,9 +2,9 @@
 
 Usage (needs npm and network access to the npm registry; not run by the library or tests)::
 
-    npm pack @mediapipe/face_mesh@0.4.1657299874      # sha256 c08a7e07...3bc7, see data/README_mesh.md
+    npm pack @mediapipe/face_mesh@0.4.1657299874      # sha256 c08a7e07...3bc7, see data/README.md
     tar xzf mediapipe-face_mesh-0.4.1657299874.tgz
-    python data/mesh/extract_mediapipe_mesh.py package/ data/mesh/canonical_face_model.obj
+    python tools/extract_mediapipe_mesh.py package/ normface_lib/assets/canonical_face_model.obj
 
 The package's ``face_mesh_solution_packed_assets.data`` concatenates several files; its loader script lists them
 with byte offsets. One of them, ``geometry_pipeline_metadata_landmarks.binarypb``, is a protocol-buffer message

@@ -1,0 +1,124 @@
+"""The ``normface`` command.
+
+    normface normalize PHOTO... -o OUTDIR [--checkpoint DIR] [--force]
+    normface train --profile quick --out DIR [--steps N] [--seed S] [--force]
+
+Every photo gets one line on stdout (or an error line on stderr); the exit code is 1 when any photo failed, 2 for
+a usage error. Nothing in OUTDIR is overwritten without ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import NormFaceError
+
+
+def _save_png(image, path: Path, force: bool) -> None:
+    """Write ``[3,H,W]`` float in ``[0,1]`` as PNG, refusing to overwrite unless ``force``."""
+    from PIL import Image
+
+    from .errors import OverwriteError
+    from .preprocessing import to_uint8_hwc
+
+    if path.exists() and not force:
+        raise OverwriteError(f"{path} exists; pass --force to overwrite it or choose another -o folder.")
+    Image.fromarray(to_uint8_hwc(image)).save(path)
+
+
+def _for_each_photo(photos: Sequence[str], work: Callable[[str], str]) -> int:
+    """Run ``work`` on every photo, printing its line or its error; return the number of failures."""
+    failures = 0
+    for photo in photos:
+        try:
+            print(work(photo), flush=True)
+        except (NormFaceError, OSError, ValueError) as e:
+            failures += 1
+            print(f"{photo}: error: {e}", file=sys.stderr, flush=True)
+    return failures
+
+
+def _load_model(args):
+    from .model import NormFace
+
+    return NormFace.from_pretrained(args.checkpoint, device=args.device)
+
+
+def cmd_normalize(args) -> int:
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _load_model(args)
+
+    def work(photo: str) -> str:
+        faces = model.normalize_all(photo, name=photo)
+        stem = Path(photo).stem
+        targets = [out / (f"{stem}.png" if len(faces) == 1 else f"{stem}_face{i}.png") for i in range(len(faces))]
+        if not args.force:  # check every target first so that a photo is written whole or not at all
+            for t in targets:
+                if t.exists():
+                    from .errors import OverwriteError
+                    raise OverwriteError(f"{t} exists; pass --force to overwrite it or choose another -o folder.")
+        for f, t in zip(faces, targets):
+            _save_png(f.image, t, force=True)
+        parts = [f"{t} (identity distance {f.identity_distance:.3f}, {'same' if f.same_person else 'not same'} "
+                 f"person at threshold {f.threshold:.3f})" for f, t in zip(faces, targets)]
+        return f"{photo}: {len(faces)} face{'s' if len(faces) > 1 else ''} -> " + "; ".join(parts)
+
+    return 1 if _for_each_photo(args.photos, work) else 0
+
+
+def cmd_train(args) -> int:
+    from .train import profile_config, train
+
+    out = Path(args.out)
+    overrides = {k: v for k, v in dict(steps=args.steps, seed=args.seed, device=args.device).items() if v is not None}
+    config = profile_config(args.profile, **overrides)
+    summary = train(config, out, progress=not args.quiet, resume=args.resume, force=args.force)
+    print(f"trained profile={config.profile} steps={config.steps} -> {out}")
+    if isinstance(summary, dict):
+        for k, v in summary.items():
+            if isinstance(v, (int, float, str)):
+                print(f"  {k}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="normface", description="Synthesize normalized faces from identity features "
+                                "(Cole et al., CVPR 2017).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    n = sub.add_parser("normalize", help="turn photos into frontal, neutral, evenly lit faces (one PNG per face)")
+    n.add_argument("photos", nargs="+", metavar="PHOTO")
+    n.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the PNGs (created)")
+    n.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="trained checkpoint folder (default: the quick profile's, data/cache/checkpoints/quick)")
+    n.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    n.add_argument("--force", action="store_true", help="overwrite existing PNGs")
+    n.set_defaults(func=cmd_normalize)
+
+    t = sub.add_parser("train", help="train a decoder with a named profile")
+    t.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    t.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder")
+    t.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None)
+    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    t.add_argument("--force", action="store_true", help="replace a checkpoint in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (NormFaceError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""``NormFace``: a trained decoder with its frozen encoder, ready to normalize photos.
+
+    >>> model = NormFace.from_pretrained("data/cache/checkpoints/quick")     # doctest: +SKIP
+    >>> result = model.normalize("photo.jpg")                                 # doctest: +SKIP
+    >>> result.image.shape, result.identity_distance                          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import preprocessing, resources
+from .checkpoint import load_checkpoint
+from .errors import InputError, NoFaceError
+from .utils import check_images, default_device
+
+
+@dataclass
+class NormalizedFace:
+    """The result of normalizing one face.
+
+    Attributes:
+        image: ``[3,S,S]`` float32 in ``[0,1]``: the normalized face (canonical frame).
+        landmarks: ``[68,2]`` float32: its predicted landmarks (pixels of ``image``).
+        texture: ``[3,S,S]`` float32 in ``[0,1]``: the predicted texture in the mean-shape frame (None for a no-warp
+            decoder).
+        input_crop: ``[3,S,S]`` float32 in ``[0,1]``: the aligned input face the encoder saw.
+        input_landmarks: ``[68,2]`` float32: detected landmarks of the input, photo pixels (None for a crop input).
+        identity_distance: L2 distance between the encoder's normalised embeddings of input crop and output.
+        same_person: ``identity_distance < threshold`` (the encoder's documented same-person threshold).
+        threshold: that threshold.
+        source: the photo's name.
+    """
+
+    image: torch.Tensor
+    landmarks: torch.Tensor
+    texture: torch.Tensor | None
+    input_crop: torch.Tensor
+    input_landmarks: torch.Tensor | None
+    identity_distance: float
+    same_person: bool
+    threshold: float
+    source: str
+
+
+def default_checkpoint(profile: str = "quick") -> Path:
+    """Where notebook 02 and ``normface train`` put the checkpoint of ``profile`` by default."""
+    return resources.cache_dir("checkpoints") / profile
+
+
+class NormFace(torch.nn.Module):
+    """A decoder (:class:`normface_lib.decoder.Decoder`) and the frozen encoder it was trained on.
+
+    Args:
+        decoder: the trained decoder (its ``out_size`` fixes the crop side ``S``).
+        encoder: the frozen encoder (:func:`normface_lib.encoders.load_encoder`).
+        config: the training configuration (dict) stored with the checkpoint, kept for reference.
+    """
+
+    def __init__(self, decoder: torch.nn.Module, encoder: torch.nn.Module, config: dict | None = None):
+        super().__init__()
+        self.decoder = decoder.eval()
+        self.encoder = encoder
+        self.config = dict(config or {})
+        self.size = int(decoder.out_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
+                        profile: str = "quick") -> "NormFace":
+        """Load a checkpoint written by :func:`normface_lib.train.train` (a run folder holding ``checkpoint/``, or
+        the checkpoint folder itself) together with the encoder named in its config.
+
+        ``path=None`` uses :func:`default_checkpoint` of ``profile``. Raises ``FileNotFoundError`` saying how to
+        make one when the folder holds no checkpoint.
+        """
+        from .encoders import load_encoder
+
+        path = Path(path) if path is not None else default_checkpoint(profile)
+        if (path / "checkpoint" / "config.json").exists():  # a training run folder: its final checkpoint
+            path = path / "checkpoint"
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"No normface checkpoint in {path}. Train one with `normface train --profile quick --out {path}` "
+                "(a few minutes on a CPU) or run notebooks/02_training.ipynb, then pass that folder.")
+        dev = default_device(device)
+        ckpt = load_checkpoint(path, map_location=dev)
+        config = ckpt.config or {}
+        encoder = load_encoder(config.get("encoder", "facenet-casia"), layer=config.get("encoder_layer"), device=dev)
+        return cls(ckpt.model.to(dev), encoder, config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    @torch.no_grad()
+    def normalize_crops(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalize aligned canonical crops.
+
+        Args:
+            crops: ``[B,3,S',S']`` float in ``[0,1]``, canonical crops of any side ``S'`` (the encoder resizes).
+
+        Returns:
+            the decoder's dict (``image`` ``[B,3,S,S]``, ``texture``, ``landmarks`` ``[B,68,2]``) plus
+            ``identity_distance`` ``[B]``: embedding distance between each crop and its output.
+        """
+        check_images(crops, "crops", square=True)
+        crops = crops.to(self.device)
+        out = self.decoder(self.encoder.features(crops))
+        d = (self.encoder.embed(crops) - self.encoder.embed(out["image"])).norm(dim=1)
+        out["identity_distance"] = d
+        return out
+
+    def _result(self, out: dict, i: int, crop: torch.Tensor, photo_landmarks, source: str) -> NormalizedFace:
+        d = float(out["identity_distance"][i])
+        tex = out.get("texture")
+        return NormalizedFace(image=out["image"][i].cpu(), landmarks=out["landmarks"][i].cpu(),
+                              texture=None if tex is None else tex[i].cpu(), input_crop=crop.cpu(),
+                              input_landmarks=photo_landmarks, identity_distance=d,
+                              same_person=d < float(self.encoder.threshold), threshold=float(self.encoder.threshold),
+                              source=source)
+
+    def normalize_all(self, photo, name: str | None = None) -> list[NormalizedFace]:
+        """Normalize every face in a photo (largest first).
+
+        Args:
+            photo: a path, bytes, PIL image, array or ``[3,H,W]`` tensor in ``[0,1]`` (see
+                :func:`normface_lib.preprocessing.load_image`).
+            name: how to call the photo in messages.
+
+        Raises:
+            NoFaceError: no face found; UnreadableImageError / FileNotFoundError for a bad file.
+        """
+        label = name or (str(photo) if isinstance(photo, (str, os.PathLike)) else "image")
+        image = preprocessing.load_image(photo, name=label)
+        boxes, _ = preprocessing.detect_faces(image)
+        if len(boxes) == 0:
+            raise NoFaceError(f"{label}: no face found. Use a photo where a face is clearly visible and at least "
+                              "about 40 pixels wide.")
+        lms = torch.stack([preprocessing.landmarks_in_box(image, b.tolist()) for b in boxes])
+        crops, _, _ = preprocessing.align_faces(image[None].expand(len(boxes), -1, -1, -1), lms, self.size)
+        out = self.normalize_crops(crops)
+        return [self._result(out, i, crops[i], lms[i], label) for i in range(len(boxes))]
+
+    def normalize(self, photo, face: str | int = "largest", name: str | None = None) -> NormalizedFace:
+        """Normalize one face of a photo: detect (MTCNN) → 68 landmarks (dlib) → align → encode → decode → warp.
+
+        Args:
+            photo: a path, bytes, PIL image, array or ``[3,H,W]`` tensor in ``[0,1]``; a ``[3,S,S]`` tensor is
+                treated as a photo too (it is detected and aligned).
+            face: ``"largest"`` or the index of the face (largest first).
+
+        Returns:
+            :class:`NormalizedFace`.
+        """
+        label = name or (str(photo) if isinstance(photo, (str, os.PathLike)) else "image")
+        image = preprocessing.load_image(photo, name=label)
+        lm = preprocessing.detect_landmarks(image, face=face, name=label)
+        crops, _, _ = preprocessing.align_faces(image[None], lm[None], self.size)
+        out = self.normalize_crops(crops)
+        return self._result(out, 0, crops[0], lm, label)
+
+    def forward(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Differentiable path for aligned crops ``[B,3,S,S]`` in ``[0,1]`` → decoder outputs (no identity metric)."""
+        if not isinstance(crops, torch.Tensor):
+            raise InputError("NormFace.forward takes aligned crops [B,3,S,S]; use normalize() for photos.")
+        return self.decoder(self.encoder.features(check_images(crops, "crops", square=True)))
