@@ -2,6 +2,8 @@
 
     normface normalize PHOTO... -o OUTDIR [--checkpoint DIR] [--force]
     normface train --profile quick --out DIR [--steps N] [--seed S] [--force]
+    normface correct-colour PHOTO... -o OUTDIR [--checkpoint DIR] [--force]
+    normface avatar PHOTO... -o OUTDIR [--checkpoint DIR] [--force]
 
 Every photo gets one line on stdout (or an error line on stderr); the exit code is 1 when any photo failed, 2 for
 a usage error. Nothing in OUTDIR is overwritten without ``--force``.
@@ -84,6 +86,64 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _refuse_existing(targets: Sequence[Path], force: bool) -> None:
+    """Raise OverwriteError if any target exists and ``force`` is false (checked before any work is done)."""
+    from .errors import OverwriteError
+
+    if not force:
+        for t in targets:
+            if t.exists():
+                raise OverwriteError(f"{t} exists; pass --force to overwrite it or choose another -o folder.")
+
+
+def cmd_correct_colour(args) -> int:
+    """Correct each photo's exposure (and, with a colour-trained model, white balance) from its normalized face."""
+    from .apps.colour import correct_photo
+    from .preprocessing import load_image
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _load_model(args)
+
+    def work(photo: str) -> str:
+        target = out / f"{Path(photo).stem}.png"
+        _refuse_existing([target], args.force)
+        image = load_image(photo, name=photo)
+        face = model.normalize(image, name=photo)
+        res = correct_photo(image, face.input_landmarks, face.image, face.landmarks)
+        _save_png(res.corrected, target, force=True)
+        gains = res.transform.matrix.diag().tolist()
+        if res.transform.kind == "exposure":
+            what = (f"exposure only, gain x{gains[0]:.3f} in linear light (the model renders grey faces, so it "
+                    "says nothing about white balance)")
+        else:
+            what = "exposure and white balance, RGB gains " + " ".join(f"x{g:.3f}" for g in gains)
+        return f"{photo}: -> {target} ({what}; {int(res.mask.sum())} face pixels)"
+
+    return 1 if _for_each_photo(args.photos, work) else 0
+
+
+def cmd_avatar(args) -> int:
+    """Fit the face mesh to each photo's normalized face and write OBJ + MTL + PNG texture."""
+    from .apps.avatar import export_obj, fit_mesh
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _load_model(args)
+
+    def work(photo: str) -> str:
+        stem = out / Path(photo).stem
+        _refuse_existing([stem.with_suffix(s) for s in (".obj", ".mtl", ".png")], args.force)
+        face = model.normalize(photo, name=photo)
+        mesh = fit_mesh(face.landmarks, face.image)
+        paths = export_obj(stem.with_suffix(".obj"), mesh.vertices, mesh.faces, mesh.uvs, face.image, force=True)
+        return (f"{photo}: -> {paths['obj']} + {paths['mtl'].name} + {paths['png'].name} ({len(mesh.vertices)} "
+                f"vertices, {len(mesh.faces)} triangles, landmark fit {mesh.landmark_error:.2f} px; mesh: MediaPipe "
+                "canonical face model, Apache-2.0)")
+
+    return 1 if _for_each_photo(args.photos, work) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="normface", description="Synthesize normalized faces from identity features "
                                 "(Cole et al., CVPR 2017).")
@@ -108,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="replace a checkpoint in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+
+    for name, func, helptext, what in (
+            ("correct-colour", cmd_correct_colour, "correct photos' exposure (and white balance, with a colour-trained "
+             "model) from their normalized faces; one PNG per photo", "the corrected PNGs"),
+            ("avatar", cmd_avatar, "fit a textured 3D face mesh to each photo's normalized face; OBJ + MTL + PNG per "
+             "photo", "the OBJ/MTL/PNG files")):
+        a = sub.add_parser(name, help=helptext)
+        a.add_argument("photos", nargs="+", metavar="PHOTO")
+        a.add_argument("-o", "--output", required=True, metavar="OUTDIR", help=f"folder for {what} (created)")
+        a.add_argument("--checkpoint", default=None, metavar="DIR",
+                       help="trained checkpoint folder (default: the quick profile's, data/cache/checkpoints/quick)")
+        a.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+        a.add_argument("--force", action="store_true", help="overwrite existing files")
+        a.set_defaults(func=func)
     return p
 
 

@@ -17,12 +17,13 @@ from .utils import check_images
 
 
 def _check_pair(textures: torch.Tensor, landmarks: torch.Tensor, name: str) -> None:
-    check_images(textures, f"texture_{name}", square=True)
+    tname, lname = (f"texture_{name}", f"landmarks_{name}") if name else ("textures", "landmarks")
+    check_images(textures, tname, square=True)
     if not isinstance(landmarks, torch.Tensor) or landmarks.dim() != 3 or tuple(landmarks.shape[1:]) != (68, 2):
-        raise InputError(f"landmarks_{name} must be a float tensor [B,68,2] (crop pixels), got "
+        raise InputError(f"{lname} must be a float tensor [B,68,2] (crop pixels), got "
                          f"{tuple(getattr(landmarks, 'shape', ()))}; add a batch dimension with .unsqueeze(0).")
     if landmarks.shape[0] != textures.shape[0]:
-        raise InputError(f"texture_{name} has {textures.shape[0]} faces but landmarks_{name} has {landmarks.shape[0]}.")
+        raise InputError(f"{tname} has {textures.shape[0]} faces but {lname} has {landmarks.shape[0]}.")
 
 
 def _check_mean_shape(mean_shape: torch.Tensor) -> None:
@@ -49,7 +50,7 @@ def render(textures: torch.Tensor, landmarks: torch.Tensor, mean_shape: torch.Te
     """
     from .warp import warp_image
 
-    _check_pair(textures, landmarks, "a")
+    _check_pair(textures, landmarks, "")
     _check_mean_shape(mean_shape)
     src = mean_shape.to(textures)[None].expand(textures.shape[0], -1, -1)
     if out_size is not None and (not isinstance(out_size, int) or out_size < 8):
@@ -161,7 +162,7 @@ def random_morphs(source, n: int, generator: torch.Generator | int | None = None
         if lms is None or ms is None:
             raise InputError("random_morphs(textures, ...) also needs landmarks=[P,68,2] and mean_shape=[68,2]; "
                              "or pass a FaceTable.")
-    _check_pair(textures, lms, "a")
+    _check_pair(textures, lms, "")
     P = textures.shape[0]
     if P < 2:
         raise InputError(f"random_morphs needs at least 2 faces to blend, got {P}.")

@@ -332,9 +332,17 @@ def align_faces(images, landmarks: torch.Tensor, size: int, padding_mode: str = 
     scale = M[:, :, :2].det().abs().sqrt()  # crop pixels per photo pixel
     if isinstance(images, torch.Tensor) and bool((scale >= 0.5).all()):
         crops = warp_affine(images.float(), M, size, padding_mode)
-    else:  # per photo; photos shrunk more than 2x are low-pass filtered first (bilinear sampling alone aliases)
-        crops = torch.cat([_warp_antialiased(im.float(), M[i], float(scale[i]), size, padding_mode)
-                           for i, im in enumerate(images)])
+    else:  # photos of equal size are warped together; photos shrunk more than 2x are low-pass filtered first
+        groups: dict = {}
+        for i, im in enumerate(images):
+            groups.setdefault(tuple(im.shape) if scale[i] >= 0.5 else ("antialias", i), []).append(i)
+        crops = torch.empty(len(images), 3, size, size)
+        for key, idx in groups.items():
+            if key[0] == "antialias":
+                crops[idx[0]] = _warp_antialiased(images[idx[0]].float(), M[idx[0]], float(scale[idx[0]]), size,
+                                                  padding_mode)[0]
+            else:
+                crops[idx] = warp_affine(torch.stack([images[i] for i in idx]).float(), M[idx], size, padding_mode)
     return crops.clamp(0, 1), apply_affine(landmarks, M), M
 
 
@@ -647,11 +655,13 @@ def save_mean_shape(shape: torch.Tensor, size: int, path: str | os.PathLike | No
     if path.exists() and not force:
         raise OverwriteError(f"{path} exists; pass force=True to overwrite it.")
     frac = ((shape.double() + 0.5) / size).tolist()
-    path.write_text(json.dumps({"format": "normface mean shape v1: 68 dlib points (x, y) as fractions u of the "
-                                          "canonical crop side S; pixels = u * S - 0.5",
-                                "description": description,
-                                "canonical_anchors": CANONICAL_ANCHORS.tolist(),
-                                "points": [[round(x, 6), round(y, 6)] for x, y in frac]}, indent=1) + "\n")
+    header = json.dumps({"format": "normface mean shape v1: 68 dlib points (x, y) as fractions u of the canonical "
+                                   "crop side S; pixels = u * S - 0.5",
+                         "description": description,
+                         "canonical_anchors": [[round(v, 6) for v in a] for a in CANONICAL_ANCHORS.tolist()]},
+                        indent=1)[:-2]
+    points = ",\n  ".join(f"[{x:.6f}, {y:.6f}]" for x, y in frac)
+    path.write_text(header + f',\n "points": [\n  {points}\n ]\n}}\n')
     return path
 
 

@@ -62,7 +62,8 @@ SUMMARY_NAME = "summary.json"
 class TrainConfig:
     """Everything that determines a training run (same config + same seed → same numbers on the same machine).
 
-    Data: ``dataset`` ("orl"; other names need ``normface_lib.data.load_<name>_table``), ``size`` (crop side),
+    Data: ``dataset`` ("orl", or "celeba" with ``data_root`` and ``data_options`` such as ``max_people``, passed to
+    ``normface_lib.data.load_<dataset>_table(data_root, split, ...)``), ``size`` (crop side),
     ``mirror`` (add mirrored photos), ``encoder``/``encoder_layer`` (:func:`normface_lib.encoders.load_encoder`).
     Model: see :class:`normface_lib.decoder.Decoder` (``width``, ``input_dropout``, ``input_noise``, ``warp``).
     Optimisation: ``steps``, global ``batch_size`` (split across DDP ranks), ``lr``, ``weight_decay``,
@@ -77,6 +78,8 @@ class TrainConfig:
 
     profile: str = "custom"
     dataset: str = "orl"
+    data_root: str | None = None
+    data_options: dict = field(default_factory=dict)
     size: int = 64
     mirror: bool = True
     encoder: str = "facenet-casia"
@@ -163,7 +166,7 @@ def profile_config(name: str, **overrides: Any) -> TrainConfig:
     """The named profile (``"quick"`` or ``"paper"``, see :data:`PROFILES`) with ``overrides`` applied."""
     if name not in PROFILES:
         raise InputError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
-    return TrainConfig(**{**PROFILES[name], **overrides})
+    return TrainConfig.from_dict({**PROFILES[name], **overrides})
 
 
 # ----------------------------------------------------------------------------------------------------- distributed
@@ -214,12 +217,16 @@ def _load_tables(config: TrainConfig, tables: dict | None) -> dict:
     loader = getattr(data, f"load_{config.dataset}_table", None)
     if loader is None:
         raise InputError(f"no loader for dataset {config.dataset!r}: normface_lib.data has no "
-                         f"load_{config.dataset}_table(split, size, mirror, mean_shape). Use dataset='orl' or pass "
+                         f"load_{config.dataset}_table. Use dataset='orl' or 'celeba', or pass "
                          "tables={'train': FaceTable, ...} to train().")
-    train_t = loader("train", size=config.size, mirror=config.mirror)
+    if config.data_root is None:
+        raise InputError(f"dataset {config.dataset!r} needs config.data_root, the folder that holds it "
+                         "(CelebA: the folder containing celeba/ as torchvision.datasets.CelebA expects).")
+    kw = dict(config.data_options)
+    train_t = loader(config.data_root, "train", size=config.size, mirror=config.mirror, **kw)
     out = {"train": train_t}
     for split in config.eval_splits:
-        out[split] = loader(split, size=config.size, mirror=False, mean_shape=train_t.mean_shape)
+        out[split] = loader(config.data_root, split, size=config.size, mirror=False, mean_shape=train_t.mean_shape, **kw)
     return out
 
 
@@ -389,8 +396,10 @@ def evaluate_losses(model: Decoder, features: torch.Tensor, target_landmarks: to
 
 
 def _table_eval_set(table, feats: torch.Tensor) -> tuple:
-    p = table.person
-    return (feats, table.target_landmarks[p], table.target_textures[p], table.images[table.target_row[p]])
+    """Inputs of a table (rows with ``input_mask``) and their targets, as :func:`evaluate_losses` arguments."""
+    m = table.input_mask if getattr(table, "input_mask", None) is not None else torch.ones(len(feats), dtype=torch.bool)
+    p = table.person[m]
+    return (feats[m], table.target_landmarks[p], table.target_textures[p], table.images[table.target_row[p]])
 
 
 # ----------------------------------------------------------------------------------------------------- train
@@ -452,7 +461,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
     if table.images.shape[-1] != config.size:
         raise InputError(f"the training table has {table.images.shape[-1]}-px crops but config.size is {config.size}.")
     feats = cached_features(encoder, enc_key, table, d)
-    n_real = feats["features"].shape[0]
+    real_rows = torch.nonzero(table.input_mask).flatten() if getattr(table, "input_mask", None) is not None \
+        else torch.arange(len(table.photo_ids))
+    n_real = int(real_rows.numel())
     bank = None
     if config.morphs == "bank" and config.morph_fraction > 0:
         def make_bank():
@@ -467,7 +478,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
     model = Decoder(feature_dim=int(feats["features"].shape[1]), mean_shape=table.mean_shape, out_size=config.size,
                     width=config.width, input_dropout=config.input_dropout, input_noise=config.input_noise,
                     warp=config.warp, warp_mode=config.warp_mode)
-    model.set_feature_stats(feats["features"])
+    model.set_feature_stats(feats["features"][real_rows])
     model.to(device)
     counts = model.parameter_counts()
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if d.active else model
@@ -521,7 +532,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
     person, target_row = table.person, table.target_row
 
     def get_batch(step: int) -> dict[str, torch.Tensor]:
-        i = real_stream.indices(step)
+        i = real_rows[real_stream.indices(step)]
         p = person[i]
         parts = [{"features": feats["features"][i], "embedding": feats["embeddings"][i],
                   "target_landmarks": table.target_landmarks[p], "target_texture": table.target_textures[p],
@@ -658,10 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in ("steps", "device", "seed"):
         if getattr(a, k) is not None:
             over[k] = getattr(a, k)
-    try:
-        cfg = profile_config(a.profile, **over)
-    except TypeError as e:
-        ap.error(str(e))
+    cfg = profile_config(a.profile, **over)
     summary = train(cfg, a.out, progress=not a.no_progress, resume=a.resume, force=a.force)
     if int(os.environ.get("RANK", "0")) == 0:
         ev = summary.get("eval", {})

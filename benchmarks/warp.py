@@ -1,0 +1,184 @@
+"""Benchmark the differentiable warp (normface_lib.warp) against kornia and bare grid_sample, on real faces.
+
+Run ``python benchmarks/warp.py``. Setting: batch 32, 224×224, 3 channels; control points are the 68 dlib landmarks
+of 32 real ORL faces (``s1..s32/1.pgm``) after similarity alignment to the canonical 224 px frame; the mean-shape
+texture (mean of the 32 crops registered onto the mean shape) is warped onto each face
+(``warp_image(texture, mean_shape, landmarks)``). Every timed call is forward + backward of ``output.sum()`` with
+``requires_grad`` on the image and the destination landmarks (both must receive gradients).
+
+* ``peer``: kornia 0.9 ``get_tps_transform`` + ``warp_image_tps`` on the same inputs (normalised coordinates, as its
+  documentation prescribes). Its linear system has no regularisation, so where this face set has coincident landmarks
+  it is singular; we then nudge the coincident destination points by 1e-3 px for kornia only (printed).
+* ``floor``: bare ``torch.nn.functional.grid_sample`` forward + backward on the same sizes (``requires_grad`` on the
+  image and the grid; the grid is the exact warp's, so memory access is realistic).
+* ``fast`` / ``exact``: our two modes. Errors are the fast mode's sampling positions against the exact solution
+  (float64), Euclidean distance in pixels (input and output are both 224 px), over all pixels of all 32 faces.
+
+Times are medians over ``--repeats`` interleaved rounds (the machine is shared; compare ratios from the same run);
+``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets it.
+The last line is exactly::
+
+    speedup_vs_kornia=<float> ratio_to_grid_sample=<float> mean_err_px=<float> p99_err_px=<float> max_err_px=<float>
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# The machine is shared: without this, libgomp's spinning threads wait a whole scheduler slice at every barrier when
+# another process holds the core, which punishes code made of many small ops far more than one big kernel.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from normface_lib import resources, warp  # noqa: E402
+from normface_lib.utils import seed_everything  # noqa: E402
+
+
+def orl_landmarks(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``n`` aligned ORL crops ``[n,3,S,S]`` and their landmarks ``[n,68,2]`` (crop pixels), and how they were made."""
+    paths = [resources.orl_dir() / f"s{i}" / "1.pgm" for i in range(1, n + 1)]
+    try:
+        from normface_lib import preprocessing as P
+        images = [P.load_image(p) for p in paths]
+        lms = torch.stack([P.detect_landmarks(im, name=str(p)) for im, p in zip(images, paths)])
+        out = P.align_faces(images, lms, size)
+        return out[0], out[1], "normface_lib.preprocessing (MTCNN + dlib 68, similarity alignment)"
+    except ImportError:
+        pass
+    # fallback while preprocessing is unavailable: dlib on the whole photo + a similarity from the eye/mouth centres
+    import dlib
+    import numpy as np
+    from PIL import Image
+    pred = dlib.shape_predictor(str(resources.dlib_model_path("shape_predictor_68_face_landmarks.dat")))
+    crops, out_lm = [], []
+    for p in paths:
+        arr = np.asarray(Image.open(p).convert("L"))
+        h, w = arr.shape
+        shape = pred(arr, dlib.rectangle(0, 0, w - 1, h - 1))
+        lm = torch.tensor([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=torch.float32)
+        src = torch.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[48:68].mean(0)])
+        dst = torch.tensor([[0.36, 0.40], [0.64, 0.40], [0.50, 0.70]]) * size - 0.5
+        sc, dc = src - src.mean(0), dst - dst.mean(0)
+        den = (sc ** 2).sum()
+        a = (sc * dc).sum() / den
+        b = (sc[:, 0] * dc[:, 1] - sc[:, 1] * dc[:, 0]).sum() / den
+        R = torch.stack([torch.stack([a, -b]), torch.stack([b, a])])
+        t = dst.mean(0) - R @ src.mean(0)
+        out_lm.append(lm @ R.T + t)
+        img = torch.from_numpy(arr).float().div(255)[None, None].expand(1, 3, h, w)
+        Rinv = torch.linalg.inv(R)
+        ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                                indexing="ij")
+        q = (torch.stack([xs, ys], -1) - t) @ Rinv.T
+        crops.append(F.grid_sample(img, warp.pixels_to_normalized(q, (h, w))[None], padding_mode="border",
+                                   align_corners=False))
+    return torch.cat(crops), torch.stack(out_lm), "dlib 68 on the whole photo + own similarity alignment (fallback)"
+
+
+def timed(fn, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--exact-repeats", type=int, default=3)
+    ap.add_argument("--grid", type=float, default=None, help="fast-mode lattice spacing in px (default: size/45)")
+    ap.add_argument("--reg", type=float, default=warp.DEFAULT_REG)
+    ap.add_argument("--no-kornia", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seed_everything(0)
+    B, S = args.batch, args.size
+
+    crops, lm, how = orl_landmarks(B, S)
+    mean_shape = lm.mean(0)
+    with torch.no_grad():  # mean-shape texture: every crop registered onto the mean shape, averaged
+        texture = warp.warp_image(crops, lm, mean_shape, mode="exact", reg=args.reg).mean(0, keepdim=True)
+    image = texture.expand(B, -1, -1, -1).contiguous()
+    d2 = torch.cdist(lm, lm) + torch.eye(68) * 1e9
+    n_coinc = int((d2 < 1e-6).sum()) // 2
+    print(f"data: {B} ORL faces s1..s{B}/1.pgm via {how}; {S}x{S}; {n_coinc} coincident landmark pairs; "
+          f"threads={args.threads}; reg={args.reg:g} grid={args.grid if args.grid else args.size / warp.DEFAULT_GRID_CELLS:.3g}px")
+
+    # ---------------------------------------------------------------- accuracy of the fast mode
+    exact64 = warp.dense_flow(mean_shape.double(), lm.double(), S, mode="exact", reg=args.reg)
+    fast = warp.dense_flow(mean_shape, lm, S, mode="fast", reg=args.reg, grid=args.grid)
+    err = (fast.double() - exact64).norm(dim=-1).flatten()
+    mean_err, max_err = float(err.mean()), float(err.max())
+    p99_err = float(torch.kthvalue(err, max(1, int(round(0.99 * err.numel())))).values)
+    exact32 = warp.dense_flow(mean_shape, lm, S, mode="exact", reg=args.reg)
+    print(f"exact mode float32 vs float64: max {float((exact32.double() - exact64).norm(dim=-1).max()):.2e} px")
+
+    # ---------------------------------------------------------------- timed closures (forward + backward)
+    grid_exact = warp.pixels_to_normalized(exact32, S).contiguous()
+
+    def run_floor():
+        im = image.detach().requires_grad_()
+        g = grid_exact.detach().requires_grad_()
+        F.grid_sample(im, g, mode="bilinear", padding_mode="border", align_corners=False).sum().backward()
+        assert im.grad is not None and g.grad is not None
+
+    def run_ours(mode):
+        im = image.detach().requires_grad_()
+        dst = lm.detach().requires_grad_()
+        warp.warp_image(im, mean_shape, dst, mode=mode, reg=args.reg, grid=args.grid).sum().backward()
+        assert im.grad is not None and dst.grad is not None and bool(dst.grad.abs().sum() > 0)
+
+    runs = {"floor": run_floor, "fast": lambda: run_ours("fast")}
+    kornia_note = ""
+    if not args.no_kornia:
+        from kornia.geometry.transform import get_tps_transform, warp_image_tps
+        src_n = warp.pixels_to_normalized(mean_shape, S).expand(B, -1, -1).contiguous()
+        dst_k = lm.clone()
+        if n_coinc:  # kornia's unregularised system is singular on exactly coincident points: nudge them
+            dup = (d2 < 1e-6).triu().any(1)  # [B, 68]: points that repeat an earlier one
+            dst_k[dup] += 1e-3
+            kornia_note = f" (coincident destination points nudged by 1e-3 px for kornia)"
+
+        def run_kornia():
+            im = image.detach().requires_grad_()
+            dst = dst_k.detach().requires_grad_()
+            dn = warp.pixels_to_normalized(dst, S)
+            kw, aw = get_tps_transform(dn, src_n)
+            warp_image_tps(im, src_n, kw, aw, align_corners=False).sum().backward()
+            assert im.grad is not None and dst.grad is not None
+
+        runs["kornia"] = run_kornia
+    for fn in runs.values():  # warm-up
+        fn()
+    times = {k: [] for k in runs}
+    for _ in range(args.repeats):
+        for k, fn in runs.items():
+            if k == "kornia" and len(times[k]) >= args.exact_repeats:
+                continue
+            times[k].append(timed(fn))
+    times["exact"] = [timed(run_ours, "exact") for _ in range(args.exact_repeats)]
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    print(f"grid_sample fwd+bwd (floor): {med['floor']:.4f} s  (median of {len(times['floor'])})")
+    print(f"normface fast fwd+bwd:       {med['fast']:.4f} s  (median of {len(times['fast'])})")
+    print(f"normface exact fwd+bwd:      {med['exact']:.4f} s  (median of {len(times['exact'])})")
+    if "kornia" in med:
+        print(f"kornia warp_image_tps fwd+bwd: {med['kornia']:.4f} s  (median of {len(times['kornia'])}){kornia_note}")
+        print(f"exact mode speedup vs kornia: {med['kornia'] / med['exact']:.2f}")
+    speedup = med["kornia"] / med["fast"] if "kornia" in med else float("nan")
+    print(f"speedup_vs_kornia={speedup:.3f} ratio_to_grid_sample={med['fast'] / med['floor']:.3f} "
+          f"mean_err_px={mean_err:.5f} p99_err_px={p99_err:.5f} max_err_px={max_err:.4f}")
+
+
+if __name__ == "__main__":
+    main()
