@@ -119,6 +119,7 @@ def test_cached_features_match_a_fresh_encoder_pass(tables):
     assert torch.allclose(cached["features"], f, atol=1e-5) and torch.allclose(cached["embeddings"], e, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_writes_log_checkpoint_summary_and_refuses_overwrite(full_run, tables):
     out, summary = full_run
     log = read_log(out / "losses.jsonl")
@@ -136,6 +137,7 @@ def test_training_writes_log_checkpoint_summary_and_refuses_overwrite(full_run, 
         train(tiny_config(), out, progress=False, tables=tables)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, full_run, tables):
     out_full, full = full_run
     out = tmp_path / "interrupted"
@@ -152,6 +154,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, full_run, 
         train(tiny_config(lr=1e-2), out, progress=False, tables=tables, resume=True)
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss(tmp_path, tables):
     """30 steps on 3 people: the texture loss of the last 5 steps is well below that of the first 5."""
     s = train(tiny_config(steps=30, identity_every=0, checkpoint_every=30, input_noise=0.0, input_dropout=0.0,
@@ -182,6 +185,7 @@ def _ddp_worker(rank, world, port, config, out, tables):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tables):
     import torch.multiprocessing as mp
     cfg = tiny_config(steps=3, checkpoint_every=3, num_threads=1, identity_every=3)

@@ -217,13 +217,23 @@ class Explorer:
             ``output_image`` ``[3,S,S]`` float32 in ``[0,1]`` (the normalized face decoded from it). The
             perturbation is seeded with :attr:`seed`, so the same arguments give the same images.
         """
+        xs, ys = self._series(self._index(a), kind, [strength])
+        return xs[0], ys[0]
+
+    def _series(self, i: int, kind: str, strengths: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Degraded inputs ``[K,3,S',S']`` and their outputs ``[K,3,S,S]`` for several strengths (one encoder and
+        one decoder batch; each input perturbed on its own, so it equals :meth:`perturbed`'s)."""
         from ..evaluate import perturb
 
-        i = self._index(a)
-        x = perturb(self.crops[i:i + 1], kind, strength, seed=self.seed)
+        xs = torch.cat([perturb(self.crops[i:i + 1], kind, float(s), seed=self.seed) for s in strengths])
         with torch.no_grad():
-            feats = self.model.encoder.features(x.to(self.model.device)).float().cpu()
-        return x[0], self._decode(feats)["image"][0]
+            feats = self.model.encoder.features(xs.to(self.model.device)).float().cpu()
+        return xs, self._decode(feats)["image"]
+
+    def _rows(self, i: int, xs: torch.Tensor, ys: torch.Tensor, strengths: Sequence[float]) -> list[dict]:
+        clean_out = self._clean_output(i)
+        return [{"strength": float(s), "input_change": float((x - self.crops[i]).abs().mean()),
+                 "output_change": float((y - clean_out).abs().mean())} for s, x, y in zip(strengths, xs, ys)]
 
     def stability(self, a: str | int, kind: str, strengths: Sequence[float] | None = None) -> list[dict]:
         """How much input and output move as a perturbation grows (the robustness panel's captions).
@@ -237,19 +247,17 @@ class Explorer:
             pixel difference (``[0,1]`` scale) from the unperturbed input crop / from the output for the unperturbed
             input.
         """
+        strengths = self._strengths(kind, strengths)
+        i = self._index(a)
+        return self._rows(i, *self._series(i, kind, strengths), strengths)
+
+    def _strengths(self, kind: str, strengths: Sequence[float] | None) -> tuple[float, ...]:
         if strengths is None:
             if kind not in self.strengths:
                 raise InputError(f"no default strengths for {kind!r}; pass strengths= or use one of "
                                  f"{sorted(self.strengths)}.")
             strengths = self.strengths[kind]
-        i = self._index(a)
-        clean_out = self._clean_output(i)
-        rows = []
-        for s in strengths:
-            x, y = self.perturbed(i, kind, s)
-            rows.append({"strength": float(s), "input_change": float((x - self.crops[i]).abs().mean()),
-                         "output_change": float((y - clean_out).abs().mean())})
-        return rows
+        return tuple(float(s) for s in strengths)
 
     def _clean_output(self, i: int) -> torch.Tensor:
         if i not in self._clean:
@@ -270,15 +278,13 @@ class Explorer:
         return render_png(img, lm, self.display_size)
 
     def perturbation_frames(self, a: str | int, kind: str) -> list[tuple[bytes, dict]]:
-        """For each strength of ``kind``: a PNG with the degraded input (left) and its normalized output (right),
-        :attr:`display_size` pixels high, and the :meth:`stability` row of that strength."""
+        """For each strength of ``kind`` (:attr:`strengths`): a PNG with the degraded input (left) and its normalized
+        output (right), :attr:`display_size` pixels high, and the :meth:`stability` row of that strength."""
         i = self._index(a)
-        rows = self.stability(i, kind)
-        frames = []
-        for row in rows:
-            x, y = self.perturbed(i, kind, row["strength"])
-            frames.append((render_png(_side_by_side(x, y), None, self.display_size), row))
-        return frames
+        strengths = self._strengths(kind, None)
+        xs, ys = self._series(i, kind, strengths)
+        rows = self._rows(i, xs, ys, strengths)
+        return [(render_png(_side_by_side(x, y), None, self.display_size), row) for x, y, row in zip(xs, ys, rows)]
 
     # ------------------------------------------------------------------ the widget
     def widget(self, faces: Sequence[str | int] | None = None):

@@ -1,0 +1,116 @@
+"""`normface correct-colour` and `normface avatar` end to end: a tiny checkpoint trained here, public-domain
+portraits, bad inputs reported per file, nothing overwritten without --force."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from normface_lib import cli
+from normface_lib.apps.avatar import load_obj
+from normface_lib.apps.colour import colour_error, perturb_exposure_white_balance
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A real (tiny) decoder trained by the `normface train` code path on grey ORL faces for a few steps."""
+    from normface_lib.train import profile_config, train
+
+    out = tmp_path_factory.mktemp("run")
+    config = profile_config("quick", steps=6, batch_size=8, morph_bank_size=8, identity_every=0, checkpoint_every=6,
+                            eval_splits=())
+    train(config, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Grace Hopper (public domain), a darkened copy of her photo, a text file and a blank image."""
+    import matplotlib.cbook
+
+    d = tmp_path_factory.mktemp("photos")
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        (d / "hopper.jpg").write_bytes(f.read())
+    photo = torch.from_numpy(np.asarray(Image.open(d / "hopper.jpg").convert("RGB")).copy()).permute(2, 0, 1) / 255
+    dark, _ = perturb_exposure_white_balance(photo.float(), exposure_stops=-1.0, wb_gains=[1, 1, 1])
+    Image.fromarray((dark.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(d / "dark.png")
+    (d / "notes.txt").write_text("not an image")
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(d / "blank.png")
+    return d
+
+
+def _load(path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+
+
+def test_correct_colour_grey_model_corrects_exposure_only(tiny_checkpoint, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = cli.main(["correct-colour", str(photos / "hopper.jpg"), str(photos / "dark.png"), "-o", str(out),
+                   "--checkpoint", str(tiny_checkpoint)])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("exposure only" in l and "grey" in l for l in lines)
+    original, dark = _load(photos / "hopper.jpg"), _load(photos / "dark.png")
+    fixed_orig, fixed_dark = _load(out / "hopper.png"), _load(out / "dark.png")
+    assert fixed_orig.shape == original.shape and fixed_dark.shape == dark.shape  # the whole photo, same size
+    # the same photo at two exposures is corrected to (nearly) the same exposure: exposure is undone
+    assert colour_error(fixed_dark, fixed_orig)["mae"] < 0.3 * colour_error(dark, original)["mae"]
+    # exposure only: the ratio between channels (in linear light) is what it was
+    lin = lambda x: torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)  # noqa: E731
+    m = (original > 0.1).all(0) & (original < 0.8).all(0) & (fixed_dark < 0.99).all(0) & (fixed_dark > 0.1).all(0)
+    ratio_in = (lin(original[0]) / lin(original[2]))[m].median()
+    ratio_out = (lin(fixed_dark[0]) / lin(fixed_dark[2]))[m].median()
+    assert float(ratio_out) == pytest.approx(float(ratio_in), rel=0.05)
+
+
+def test_correct_colour_reports_bad_files_and_never_overwrites(tiny_checkpoint, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hopper.png").write_bytes(b"user's file")
+    rc = cli.main(["correct-colour", str(photos / "hopper.jpg"), str(photos / "notes.txt"), str(photos / "blank.png"),
+                   str(photos / "missing.jpg"), str(photos / "dark.png"), "-o", str(out),
+                   "--checkpoint", str(tiny_checkpoint)])
+    assert rc == 1
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "hopper.jpg: error:" in err and "--force" in err
+    assert "notes.txt: error:" in err and "blank.png: error:" in err and "no face found" in err
+    assert "missing.jpg: error:" in err
+    assert "dark.png: ->" in captured.out  # the good photo still went through
+    assert (out / "hopper.png").read_bytes() == b"user's file"
+    assert not (out / "notes.png").exists() and not (out / "blank.png").exists()
+    rc = cli.main(["correct-colour", str(photos / "hopper.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+                   "--force"])
+    assert rc == 0 and (out / "hopper.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_avatar_writes_obj_mtl_png(tiny_checkpoint, photos, tmp_path, capsys):
+    out = tmp_path / "avatars"
+    rc = cli.main(["avatar", str(photos / "hopper.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint)])
+    assert rc == 0
+    line = capsys.readouterr().out
+    assert "hopper.obj" in line and "Apache-2.0" in line
+    mesh = load_obj(out / "hopper.obj")
+    assert mesh.vertices.shape == (468, 3) and mesh.faces.shape == (898, 3)
+    assert mesh.texture is not None and mesh.texture.shape == (3, 64, 64)  # the normalized face is the texture
+    assert torch.isfinite(mesh.vertices).all() and float(mesh.uvs.min()) >= 0 and float(mesh.uvs.max()) <= 1
+    # again without --force: refused, files untouched; bad inputs reported per file
+    before = (out / "hopper.obj").read_bytes()
+    rc = cli.main(["avatar", str(photos / "hopper.jpg"), str(photos / "notes.txt"), "-o", str(out),
+                   "--checkpoint", str(tiny_checkpoint)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "hopper.jpg: error:" in err and "--force" in err and "notes.txt: error:" in err
+    assert (out / "hopper.obj").read_bytes() == before
+    rc = cli.main(["avatar", str(photos / "hopper.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+                   "--force"])
+    assert rc == 0
+
+
+def test_app_verbs_need_a_checkpoint_and_arguments(tmp_path, photos, capsys):
+    rc = cli.main(["avatar", str(photos / "hopper.jpg"), "-o", str(tmp_path), "--checkpoint", str(tmp_path / "none")])
+    assert rc == 1 and "normface train" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["correct-colour", str(photos / "hopper.jpg")])  # no -o
+    assert e.value.code == 2
