@@ -34,26 +34,13 @@ ORL_SIZE = 160
 
 def orl_landmarks(people: range | list[int] = range(1, 41), photos: range | list[int] = range(1, 11)):
     """ORL photos ``[N,3,112,92]`` float in ``[0,1]`` (grey repeated to 3 channels), their 68 landmarks ``[N,68,2]``
-    (MTCNN box + dlib 68, cached in ``<cache>/orl/landmarks68.npy``) and person ids ``[N]``."""
-    from normface_lib import preprocessing as pp
+    (MTCNN box + dlib 68, detected once and cached by :func:`normface_lib.data.orl_landmarks`) and person ids ``[N]``."""
+    from normface_lib import data
 
-    root = resources.orl_dir()
-    cache = resources.cache_dir("orl") / "landmarks68.npy"
-    all_lm = np.load(cache) if cache.exists() else np.full((40, 10, 68, 2), np.nan, np.float32)
-    images, lms, ids = [], [], []
-    dirty = False
-    for p in people:
-        for k in photos:
-            img = pp.load_image(root / f"s{p}" / f"{k}.pgm")
-            if np.isnan(all_lm[p - 1, k - 1]).any():
-                all_lm[p - 1, k - 1] = pp.detect_landmarks(img, name=f"ORL s{p}/{k}").numpy()
-                dirty = True
-            images.append(img)
-            lms.append(torch.from_numpy(all_lm[p - 1, k - 1]))
-            ids.append(p)
-    if dirty:
-        np.save(cache, all_lm)
-    return torch.stack(images), torch.stack(lms), torch.tensor(ids)
+    images, lms, _, _ = data.orl_landmarks()
+    rows = [10 * (p - 1) + (k - 1) for p in people for k in photos]
+    return (torch.stack([images[r] for r in rows]), lms[rows],
+            torch.tensor([p for p in people for _ in photos]))
 
 
 def orl_crops(size: int = ORL_SIZE, people=range(1, 41), photos=range(1, 11)):

@@ -104,13 +104,15 @@ def cmd_correct_colour(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     model = _load_model(args)
+    # a model trained on grey ORL faces renders a canonical brightness but no colour: fit one exposure gain only
+    kind = "exposure" if model.config.get("dataset") == "orl" else "auto"
 
     def work(photo: str) -> str:
         target = out / f"{Path(photo).stem}.png"
         _refuse_existing([target], args.force)
         image = load_image(photo, name=photo)
         face = model.normalize(image, name=photo)
-        res = correct_photo(image, face.input_landmarks, face.image, face.landmarks)
+        res = correct_photo(image, face.input_landmarks, face.image, face.landmarks, kind=kind)
         _save_png(res.corrected, target, force=True)
         gains = res.transform.matrix.diag().tolist()
         if res.transform.kind == "exposure":
@@ -171,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, helptext, what in (
             ("correct-colour", cmd_correct_colour, "correct photos' exposure (and white balance, with a colour-trained "
-             "model) from their normalized faces; one PNG per photo", "the corrected PNGs"),
-            ("avatar", cmd_avatar, "fit a textured 3D face mesh to each photo's normalized face; OBJ + MTL + PNG per "
-             "photo", "the OBJ/MTL/PNG files")):
+             "model) from their normalized faces (largest face); one PNG per photo", "the corrected PNGs"),
+            ("avatar", cmd_avatar, "fit a textured 3D face mesh to each photo's normalized face (largest face); "
+             "OBJ + MTL + PNG per photo", "the OBJ/MTL/PNG files")):
         a = sub.add_parser(name, help=helptext)
         a.add_argument("photos", nargs="+", metavar="PHOTO")
         a.add_argument("-o", "--output", required=True, metavar="OUTDIR", help=f"folder for {what} (created)")

@@ -627,7 +627,8 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
         baselines: fitted :class:`Baselines` (None: only ``methods=("normface",)``).
         images: ``[N,3,S,S]`` float in [0,1] clean input crops; landmarks ``[N,68,2]``; person ``[N]`` long.
         judges: name → :class:`Judge`.
-        gallery: judge name → ``[G,E]`` embeddings of the clean gallery photos; gallery_person ``[G]`` long.
+        gallery: judge name → ``[G,E]`` embeddings of the clean gallery photos (None: the clean inputs themselves);
+            gallery_person ``[G]`` long.
         exclude: ``[N]`` long gallery row of each input photo itself (left out of its rank-1 search), or None.
         conditions: subset of ``("clean", "hard")``.
         target_landmarks: ``[N,68,2]`` the frontal targets' landmarks, for the landmark error (clean only).
@@ -641,6 +642,8 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
     res: dict = {}
     det: dict = {}
     ref = {j: judge.embed(images) for j, judge in judges.items()}
+    if gallery is None:  # the inputs are their own gallery (each left out of its own search via ``exclude``)
+        gallery = ref
     for cond in conditions:
         x = images if cond == "clean" else perturb(images, "hard", seed=seed + 1000)
         feats = features(model.encoder, x)
@@ -743,9 +746,8 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
     # ---- unseen people: gallery = the same people's other photos
     rows = real_rows(up)
     x, lm, person = up.images[rows], up.landmarks[rows], up.person[rows]
-    gal = {j: judge.embed(x) for j, judge in judges.items()}
     exclude = torch.arange(x.shape[0])
-    ev = evaluate_split(model, baselines, x, lm, person, judges, gal, person, exclude, seed=seed, n_boot=n_boot,
+    ev = evaluate_split(model, baselines, x, lm, person, judges, None, person, exclude, seed=seed, n_boot=n_boot,
                         target_landmarks=up.target_landmarks[person], details=details)
     out: dict[str, Any] = {"profile": profile, "judge": indep, "trained_encoder": trained}
     for cond in ("clean", "hard"):
@@ -948,7 +950,6 @@ def evaluate_ablations(configs: Mapping[str, Any], out_root: str | Path, tables:
     train_t, up = tables["train"], tables["unseen_people"]
     rows = real_rows(up)
     x, lm, person = up.images[rows], up.landmarks[rows], up.person[rows]
-    gal = {j: judge.embed(x) for j, judge in judges.items()}
     exclude = torch.arange(x.shape[0])
     res: dict[str, Any] = {}
     for name, cfg in configs.items():
@@ -964,7 +965,7 @@ def evaluate_ablations(configs: Mapping[str, Any], out_root: str | Path, tables:
             train(cfg, run, progress=False, force=True, tables={"train": train_t})
             secs = time.perf_counter() - t0
         model = NormFace.from_pretrained(run, device="cpu")
-        ev = evaluate_split(model, None, x, lm, person, judges, gal, person, exclude, seed=seed, n_boot=n_boot,
+        ev = evaluate_split(model, None, x, lm, person, judges, None, person, exclude, seed=seed, n_boot=n_boot,
                             methods=("normface",))
         row = {"status": "trained" if secs > 0 else "reused", "encoder": cfg.encoder,
                "identity_loss": cfg.identity_weight > 0 and cfg.identity_every > 0, "warp": cfg.warp,

@@ -125,6 +125,7 @@ def test_bad_inputs_raise_clear_errors():
         Decoder(128, ms, out_size=64, input_dropout=1.5)
 
 
+@pytest.mark.slow
 def test_a_small_batch_overfits():
     """8 feature vectors → 8 smooth target textures and landmark sets: 60 AdamW steps cut both losses ≥ 5×
     (measured: texture L1 0.214 → 0.017, landmark MSE 9.3e-4 → 3.4e-7)."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from normface_lib.apps.explorer import Explorer, render_png
+from normface_lib.apps.explorer import Explorer, render_image
 from normface_lib.errors import InputError
 
 
@@ -46,6 +46,9 @@ def explorer(model, faces):
                     strengths={"occluder": (0.0, 0.1, 0.2), "light": (0.0, 0.5, 1.0)}, display_size=96)
 
 
+JPEG = b"\xff\xd8\xff"
+
+
 def _png_size(png: bytes) -> tuple[int, int]:
     return Image.open(io.BytesIO(png)).size
 
@@ -54,7 +57,7 @@ def test_update_returns_an_image_for_every_slider_value(explorer):
     frames = explorer.interpolation_frames("astronaut", "hopper")
     assert len(frames) == len(explorer.alphas) == 5
     for k, png in enumerate(frames):
-        assert png[:8] == b"\x89PNG\r\n\x1a\n" and _png_size(png) == (96, 96)
+        assert png[:3] == JPEG and _png_size(png) == (96, 96)
         assert explorer.update("astronaut", "hopper", k) == png  # the update function is what the stack shows
     assert len(set(frames)) > 1  # the blend changes along the slider
     with pytest.raises(InputError, match="alpha_index"):
@@ -116,7 +119,7 @@ def test_widget_is_kernel_free_and_complete(explorer):
 
     widgets = list(walk(box))
     images = [w for w in widgets if isinstance(w, W.Image)]
-    assert images and all(w.value[:4] == b"\x89PNG" for w in images)
+    assert images and all(w.value[:3] == JPEG and w.format == "jpeg" for w in images)
     stacks = [w for w in widgets if isinstance(w, W.Stack)]
     # 2 faces: 4 (A,B) alpha stacks of 5 frames; robustness: 2 faces x 2 kinds stacks of 3 strengths
     assert sum(len(s.children) == 5 for s in stacks) == 4
@@ -127,12 +130,17 @@ def test_widget_is_kernel_free_and_complete(explorer):
     assert len(targets) == 4 and all(isinstance(t, W.Stack) for t in targets)
 
 
-def test_render_png_and_bad_inputs(model, faces):
-    png = render_png(torch.zeros(3, 32, 32), torch.tensor([[15.5, 15.5]]), size=64, dot=2)
+def test_render_image_and_bad_inputs(model, faces):
+    png = render_image(torch.zeros(3, 32, 32), torch.tensor([[15.5, 15.5]]), size=64, dot=2)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
     arr = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert arr.shape == (64, 64, 3) and tuple(arr[32, 32]) == (0, 229, 255) and tuple(arr[5, 5]) == (0, 0, 0)
     with pytest.raises(InputError, match=r"\[0,1\]"):
-        render_png(torch.full((3, 8, 8), 255.0))
+        render_image(torch.full((3, 8, 8), 255.0))
+    with pytest.raises(InputError, match="format"):
+        render_image(torch.zeros(3, 8, 8), format="gif")
+    jpg = render_image(torch.full((3, 16, 16), 0.5), size=32, format="jpeg")
+    assert jpg[:3] == JPEG and abs(int(np.asarray(Image.open(io.BytesIO(jpg)))[16, 16, 0]) - 128) <= 2
     with pytest.raises(InputError, match="at least two"):
         Explorer(model, {"one": faces["hopper"]})
     with pytest.raises(InputError, match="same shape"):

@@ -34,24 +34,28 @@ DEFAULT_ALPHAS = tuple(float(a) for a in np.linspace(0.0, 1.0, 9))
 #: Perturbation kinds the robustness panel offers, with the strength of each slider step
 #: (units of :func:`normface_lib.evaluate.perturb`: occluder = covered fraction of the crop, light = gradient
 #: amplitude).
-DEFAULT_STRENGTHS = {"occluder": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25),
-                     "light": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)}
+DEFAULT_STRENGTHS = {"occluder": (0.0, 0.06, 0.12, 0.18, 0.24),
+                     "light": (0.0, 0.25, 0.5, 0.75, 1.0)}
 #: Colour of the landmark dots drawn on frames (RGB, 0-255).
 LANDMARK_COLOUR = (0, 229, 255)
+#: Image formats :func:`render_image` writes.
+IMAGE_FORMATS = ("png", "jpeg")
 
 
-def render_png(image: torch.Tensor, landmarks: torch.Tensor | None = None, size: int = 128,
-               dot: float | None = None) -> bytes:
-    """Encode a face as PNG bytes for a widget, upscaled, with its landmarks drawn as dots.
+def render_image(image: torch.Tensor, landmarks: torch.Tensor | None = None, size: int = 128,
+                 dot: float | None = None, format: str = "png", quality: int = 85) -> bytes:
+    """Encode a face as image-file bytes for a widget, upscaled, with its landmarks drawn as dots.
 
     Args:
         image: ``[3,S,S]`` (or ``[3,H,W]``) float in ``[0,1]``.
         landmarks: optional ``[L,2]`` float, ``(x, y)`` pixels of ``image`` (pixel-centre convention).
         size: output height in pixels (width scaled by the same factor); bilinear resampling.
         dot: dot radius in output pixels (default ``size / 100``, at least 1).
+        format: ``"png"`` (lossless) or ``"jpeg"`` (about 4× smaller; what the widget stores).
+        quality: JPEG quality, 1-95.
 
     Returns:
-        PNG file contents (``bytes``), RGB, ``size`` pixels high.
+        The file contents (``bytes``), RGB, ``size`` pixels high.
 
     Raises:
         InputError: wrong shape, dtype or value range.
@@ -63,6 +67,8 @@ def render_png(image: torch.Tensor, landmarks: torch.Tensor | None = None, size:
                          f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}.")
     if not isinstance(size, int) or size < 8:
         raise InputError(f"size must be an integer ≥ 8 pixels, got {size!r}.")
+    if format not in IMAGE_FORMATS:
+        raise InputError(f"format must be one of {IMAGE_FORMATS}, got {format!r}.")
     lo, hi = float(image.min()), float(image.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise InputError(f"image values must lie in [0,1], got [{lo:.3g}, {hi:.3g}].")
@@ -79,7 +85,10 @@ def render_png(image: torch.Tensor, landmarks: torch.Tensor | None = None, size:
         for x, y in ((lm + 0.5) * k - 0.5).tolist():
             draw.ellipse([x - r, y - r, x + r, y + r], fill=LANDMARK_COLOUR)
     buf = io.BytesIO()
-    pil.save(buf, format="PNG", optimize=True)
+    if format == "png":
+        pil.save(buf, format="PNG", optimize=True)
+    else:
+        pil.save(buf, format="JPEG", quality=int(quality))
     return buf.getvalue()
 
 
@@ -107,6 +116,7 @@ class Explorer:
             :func:`normface_lib.evaluate.perturb`.
         seed: seed of the perturbations (occluder position and colour, light direction); the same for every face.
         display_size: height in pixels of the frames the widget shows.
+        image_format: ``"jpeg"`` (default; keeps the saved widget state of a notebook around 1 MB) or ``"png"``.
 
     Attributes:
         names: the face names, in the order given.
@@ -115,7 +125,8 @@ class Explorer:
     """
 
     def __init__(self, model, faces: Mapping[str, torch.Tensor], alphas: Sequence[float] = DEFAULT_ALPHAS,
-                 strengths: Mapping[str, Sequence[float]] | None = None, seed: int = 0, display_size: int = 128):
+                 strengths: Mapping[str, Sequence[float]] | None = None, seed: int = 0, display_size: int = 128,
+                 image_format: str = "jpeg"):
         from ..evaluate import PERTURBATIONS
         from ..utils import check_images
 
@@ -151,15 +162,22 @@ class Explorer:
                              f"them all), got {({k: len(v) for k, v in strengths.items()})}.")
         if not isinstance(display_size, int) or display_size < 16:
             raise InputError(f"display_size must be an integer ≥ 16 pixels, got {display_size!r}.")
+        if image_format not in IMAGE_FORMATS:
+            raise InputError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}.")
         self.model = model
         self.names = names
         self.alphas = tuple(float(v) for v in a)
         self.strengths = {k: tuple(float(v) for v in s) for k, s in strengths.items()}
         self.seed = int(seed)
         self.display_size = display_size
+        self.image_format = image_format
         with torch.no_grad():
             self.features = model.encoder.features(self.crops.to(model.device)).float().cpu()
         self._clean: dict[int, torch.Tensor] = {}
+        self._series: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _encode(self, image: torch.Tensor, landmarks: torch.Tensor | None = None) -> bytes:
+        return render_image(image, landmarks, self.display_size, format=self.image_format)
 
     # ------------------------------------------------------------------ computation
     def _index(self, who: str | int) -> int:
@@ -217,18 +235,28 @@ class Explorer:
             ``output_image`` ``[3,S,S]`` float32 in ``[0,1]`` (the normalized face decoded from it). The
             perturbation is seeded with :attr:`seed`, so the same arguments give the same images.
         """
-        xs, ys = self._series(self._index(a), kind, [strength])
+        xs, ys = self.perturbed_series(a, kind, [strength])
         return xs[0], ys[0]
 
-    def _series(self, i: int, kind: str, strengths: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Degraded inputs ``[K,3,S',S']`` and their outputs ``[K,3,S,S]`` for several strengths (one encoder and
-        one decoder batch; each input perturbed on its own, so it equals :meth:`perturbed`'s)."""
+    def perturbed_series(self, a: str | int, kind: str,
+                         strengths: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`perturbed` for several strengths (default :attr:`strengths` ``[kind]``) in one encoder and one
+        decoder batch; each input is perturbed on its own with :attr:`seed`, so row ``k`` equals
+        ``perturbed(a, kind, strengths[k])``. Results are memoised.
+
+        Returns:
+            ``inputs`` ``[K,3,S',S']`` and ``outputs`` ``[K,3,S,S]``, float32 in ``[0,1]``.
+        """
         from ..evaluate import perturb
 
-        xs = torch.cat([perturb(self.crops[i:i + 1], kind, float(s), seed=self.seed) for s in strengths])
-        with torch.no_grad():
-            feats = self.model.encoder.features(xs.to(self.model.device)).float().cpu()
-        return xs, self._decode(feats)["image"]
+        i, strengths = self._index(a), self._strengths(kind, strengths)
+        key = (i, kind, strengths)
+        if key not in self._series:
+            xs = torch.cat([perturb(self.crops[i:i + 1], kind, s, seed=self.seed) for s in strengths])
+            with torch.no_grad():
+                feats = self.model.encoder.features(xs.to(self.model.device)).float().cpu()
+            self._series[key] = (xs, self._decode(feats)["image"])
+        return self._series[key]
 
     def _rows(self, i: int, xs: torch.Tensor, ys: torch.Tensor, strengths: Sequence[float]) -> list[dict]:
         clean_out = self._clean_output(i)
@@ -249,9 +277,11 @@ class Explorer:
         """
         strengths = self._strengths(kind, strengths)
         i = self._index(a)
-        return self._rows(i, *self._series(i, kind, strengths), strengths)
+        return self._rows(i, *self.perturbed_series(i, kind, strengths), strengths)
 
     def _strengths(self, kind: str, strengths: Sequence[float] | None) -> tuple[float, ...]:
+        if not isinstance(kind, str):
+            raise InputError(f"kind must be a perturbation name such as 'occluder' or 'light', got {kind!r}.")
         if strengths is None:
             if kind not in self.strengths:
                 raise InputError(f"no default strengths for {kind!r}; pass strengths= or use one of "
@@ -266,25 +296,27 @@ class Explorer:
 
     # ------------------------------------------------------------------ frames (what the widget shows)
     def interpolation_frames(self, a: str | int, b: str | int) -> list[bytes]:
-        """PNG frames (face + landmarks, :attr:`display_size` pixels high) for every value of the alpha slider,
-        from face ``a`` (first) to face ``b`` (last): ``len(alphas)`` ``bytes`` objects."""
-        return [render_png(img, lm, self.display_size) for img, lm in self.interpolate_many(a, b)]
+        """Encoded frames (face + landmarks, :attr:`display_size` pixels high, :attr:`image_format`) for every value
+        of the alpha slider, from face ``a`` (first) to face ``b`` (last): ``len(alphas)`` ``bytes`` objects."""
+        return [self._encode(img, lm) for img, lm in self.interpolate_many(a, b)]
 
     def update(self, a: str | int, b: str | int, alpha_index: int) -> bytes:
-        """The frame the widget shows when the slider stands at ``alpha_index`` (``0..len(alphas)-1``): PNG bytes."""
+        """The frame the widget shows when the slider stands at ``alpha_index`` (``0..len(alphas)-1``): encoded
+        image bytes (:attr:`image_format`), the same as ``interpolation_frames(a, b)[alpha_index]``."""
         if not isinstance(alpha_index, (int, np.integer)) or not 0 <= int(alpha_index) < len(self.alphas):
             raise InputError(f"alpha_index must be an integer in 0..{len(self.alphas) - 1}, got {alpha_index!r}.")
         img, lm = self.interpolate(a, b, self.alphas[int(alpha_index)])
-        return render_png(img, lm, self.display_size)
+        return self._encode(img, lm)
 
     def perturbation_frames(self, a: str | int, kind: str) -> list[tuple[bytes, dict]]:
-        """For each strength of ``kind`` (:attr:`strengths`): a PNG with the degraded input (left) and its normalized
-        output (right), :attr:`display_size` pixels high, and the :meth:`stability` row of that strength."""
+        """For each strength of ``kind`` (:attr:`strengths`): an encoded image with the degraded input (left) and its
+        normalized output (right), :attr:`display_size` pixels high, and the :meth:`stability` row of that
+        strength."""
         i = self._index(a)
         strengths = self._strengths(kind, None)
-        xs, ys = self._series(i, kind, strengths)
+        xs, ys = self.perturbed_series(i, kind, strengths)
         rows = self._rows(i, xs, ys, strengths)
-        return [(render_png(_side_by_side(x, y), None, self.display_size), row) for x, y, row in zip(xs, ys, rows)]
+        return [(self._encode(_side_by_side(x, y)), row) for x, y, row in zip(xs, ys, rows)]
 
     # ------------------------------------------------------------------ the widget
     def widget(self, faces: Sequence[str | int] | None = None):
@@ -297,7 +329,7 @@ class Explorer:
         Returns:
             An ``ipywidgets.VBox`` with two panels: *identity interpolation* (dropdowns A and B, an alpha slider with
             a play button, the inputs and the decoded blend with landmarks) and *robustness* (a perturbation kind,
-            a strength slider, degraded input | normalized output and how much each moved). Controls are tied to
+            a strength slider, degraded input | normalized output, and how much each moved). Controls are tied to
             ``ipywidgets.Stack`` containers with ``jslink``, so it works without a kernel (static HTML included).
         """
         import ipywidgets as W
@@ -307,10 +339,16 @@ class Explorer:
             raise InputError("the widget needs at least two faces.")
         names = [self.names[i] for i in idx]
         K = len(self.alphas)
-        img_layout = dict(width=f"{self.display_size}px", height=f"{self.display_size}px")
+        # one Layout object shared by all frames and one by all containers: each widget would otherwise carry its
+        # own (empty) Layout model in the saved state
+        img_layout = W.Layout(width=f"{self.display_size}px", height=f"{self.display_size}px")
+        box_layout = W.Layout()
 
-        def image(png: bytes, **layout) -> W.Image:
-            return W.Image(value=png, format="png", layout=W.Layout(**(layout or img_layout)))
+        def image(data: bytes, layout=img_layout) -> W.Image:
+            return W.Image(value=data, format=self.image_format, layout=layout)
+
+        def stack(children, index=0) -> W.Stack:
+            return W.Stack(children=list(children), selected_index=index, layout=box_layout)
 
         # --- identity interpolation: Stack[a] → Stack[b] → Stack[alpha] → Image
         dd_a = W.Dropdown(options=names, index=0, description="face A")
@@ -327,22 +365,21 @@ class Explorer:
                 elif q == p:  # A with itself: the same decoded face at every alpha (one image, shown K times)
                     frames[(p, q)] = [image(self.update(i, i, 0))] * K
                 else:
-                    frames[(p, q)] = [image(png) for png in self.interpolation_frames(i, j)]
+                    frames[(p, q)] = [image(f) for f in self.interpolation_frames(i, j)]
         inner = {}
         for (p, q), imgs in frames.items():
-            inner[(p, q)] = W.Stack(children=list(imgs), selected_index=0)
+            inner[(p, q)] = stack(imgs)
             links.append(W.jslink((slider, "index"), (inner[(p, q)], "selected_index")))
         by_a = []
         for p in range(len(idx)):
-            s = W.Stack(children=[inner[(p, q)] for q in range(len(idx))], selected_index=1 if p == 0 else 0)
+            s = stack([inner[(p, q)] for q in range(len(idx))], dd_b.index)
             links.append(W.jslink((dd_b, "index"), (s, "selected_index")))
             by_a.append(s)
-        blend = W.Stack(children=by_a, selected_index=0)
+        blend = stack(by_a, dd_a.index)
         links.append(W.jslink((dd_a, "index"), (blend, "selected_index")))
         inputs = []
-        for dd, sel in ((dd_a, 0), (dd_b, 1)):
-            s = W.Stack(children=[image(render_png(self.crops[i], None, self.display_size)) for i in idx],
-                        selected_index=sel)
+        for dd in (dd_a, dd_b):
+            s = stack([image(self._encode(self.crops[i])) for i in idx], dd.index)
             links.append(W.jslink((dd, "index"), (s, "selected_index")))
             inputs.append(s)
         caption = W.HTML("<small>inputs A and B (aligned crops) &nbsp;→&nbsp; decoded blend of their identity "
@@ -350,30 +387,31 @@ class Explorer:
         interp = W.VBox([W.HTML("<b>Identity interpolation</b>"), W.HBox([dd_a, dd_b]), W.HBox([play, slider]),
                          W.HBox([inputs[0], inputs[1], W.HTML("&nbsp;→&nbsp;"), blend]), caption])
 
-        # --- robustness: Stack[a] → Stack[kind] → Stack[strength] → VBox(Image, HTML)
+        # --- robustness: Stack[a] → Stack[kind] → VBox(Stack[strength] → Image, HTML table of the changes)
         kinds = list(self.strengths)
         n_steps = len(next(iter(self.strengths.values())))
         kind_buttons = W.ToggleButtons(options=kinds, index=0, description="degrade")
         level = W.IntSlider(value=0, min=0, max=n_steps - 1, step=1, description="strength step",
                             style={"description_width": "initial"}, layout=W.Layout(width="360px"))
+        wide = W.Layout(width=f"{round(self.display_size * (2 + 2 / self.crops.shape[-1]))}px",
+                        height=f"{self.display_size}px")
         per_a = []
         for i in idx:
             per_kind = []
             for kind in kinds:
-                cards = []
-                for png, row in self.perturbation_frames(i, kind):
-                    cards.append(W.VBox([
-                        image(png, width=f"{2 * self.display_size + 2}px", height=f"{self.display_size}px"),
-                        W.HTML(f"<small>{kind} strength {row['strength']:.3g}: input moved "
-                               f"{255 * row['input_change']:.1f}, output moved {255 * row['output_change']:.1f} "
-                               "(mean |Δ| in grey levels from the clean input / its output)</small>")]))
-                st = W.Stack(children=cards, selected_index=0)
+                made = self.perturbation_frames(i, kind)
+                st = stack([image(f, wide) for f, _ in made])
                 links.append(W.jslink((level, "value"), (st, "selected_index")))
-                per_kind.append(st)
-            ks = W.Stack(children=per_kind, selected_index=0)
+                cells = "".join(f"<tr><td>{r['strength']:.3g}</td><td>{255 * r['input_change']:.1f}</td>"
+                                f"<td>{255 * r['output_change']:.1f}</td></tr>" for _, r in made)
+                table = W.HTML(f"<small><table><tr><th>{kind} strength</th><th>input moved</th><th>output moved"
+                               f"</th></tr>{cells}</table>mean |Δ| in grey levels (0-255) from the clean input / "
+                               "its output</small>", layout=box_layout)
+                per_kind.append(W.HBox([st, table], layout=box_layout))
+            ks = stack(per_kind)
             links.append(W.jslink((kind_buttons, "index"), (ks, "selected_index")))
             per_a.append(ks)
-        robust = W.Stack(children=per_a, selected_index=0)
+        robust = stack(per_a, dd_a.index)
         links.append(W.jslink((dd_a, "index"), (robust, "selected_index")))
         panel = W.VBox([W.HTML("<b>Robustness</b> (face A): degraded input | normalized output"),
                         W.HBox([kind_buttons]), level, robust])
@@ -382,4 +420,4 @@ class Explorer:
         return box
 
 
-__all__ = ["Explorer", "render_png", "DEFAULT_ALPHAS", "DEFAULT_STRENGTHS"]
+__all__ = ["Explorer", "render_image", "DEFAULT_ALPHAS", "DEFAULT_STRENGTHS", "IMAGE_FORMATS"]
