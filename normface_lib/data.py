@@ -20,7 +20,7 @@ person some *unseen photos* never used as inputs (the target photo is never held
 
 Mean shape: the mean of the training people's target landmarks in the canonical frame **and their mirror images**
 (so it is left-right symmetric; registering a mirrored face then equals flipping the registered face). Held-out
-tables reuse the training mean shape; ``data/mean_shape_68.json`` holds the one of the default ORL split.
+tables reuse the training mean shape; ``normface_lib/assets/mean_shape_68.json`` holds the one of the default ORL split.
 """
 from __future__ import annotations
 
@@ -406,7 +406,7 @@ def load_orl_table(split: str, size: int, mirror: bool = False, mean_shape: torc
 
 
 def write_mean_shape(path=None, force: bool = False, seed: int = 0) -> Path:
-    """Regenerate ``data/mean_shape_68.json`` from the default ORL training split (32 targets + mirror images)."""
+    """Regenerate ``normface_lib/assets/mean_shape_68.json`` from the default ORL training split (32 targets + mirror images)."""
     ms = orl_mean_shape(224, seed=seed)
     return pp.save_mean_shape(ms, 224, path, force=force,
                               description=f"mean of the canonical landmarks of the 32 ORL training targets (split seed "
@@ -673,5 +673,5 @@ def load_folder(path, size: int, face: str | int = "largest", recursive: bool = 
     return _stack_faces(faces, size, errors, person, people)
 
 
-if __name__ == "__main__":  # python -m normface_lib.data: regenerate data/mean_shape_68.json
+if __name__ == "__main__":  # python -m normface_lib.data: regenerate normface_lib/assets/mean_shape_68.json
     print(write_mean_shape(force=True))

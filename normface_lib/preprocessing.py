@@ -647,11 +647,11 @@ def save_mean_shape(shape: torch.Tensor, size: int, path: str | os.PathLike | No
 
     Args:
         shape: ``[68,2]`` crop pixels of side ``size``.
-        path: default ``data/mean_shape_68.json`` of the checkout.
+        path: default ``normface_lib/assets/mean_shape_68.json`` of the checkout.
         force: overwrite an existing file.
     """
     _check_landmarks(shape, "shape")
-    path = Path(path) if path is not None else resources.repo_data_dir() / "mean_shape_68.json"
+    path = Path(path) if path is not None else resources.assets_dir() / "mean_shape_68.json"
     if path.exists() and not force:
         raise OverwriteError(f"{path} exists; pass force=True to overwrite it.")
     frac = ((shape.double() + 0.5) / size).tolist()
@@ -666,9 +666,9 @@ def save_mean_shape(shape: torch.Tensor, size: int, path: str | os.PathLike | No
 
 
 def load_mean_shape(size: int, path: str | os.PathLike | None = None) -> torch.Tensor:
-    """The committed mean shape (``data/mean_shape_68.json``, or ``path``) in pixels of a canonical crop of side
+    """The committed mean shape (``normface_lib/assets/mean_shape_68.json``, or ``path``) in pixels of a canonical crop of side
     ``size``: ``[68,2]`` float32."""
-    path = Path(path) if path is not None else resources.repo_data_dir() / "mean_shape_68.json"
+    path = Path(path) if path is not None else resources.assets_dir() / "mean_shape_68.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no mean shape file; build one with "
                                 "normface_lib.data.write_mean_shape() or pass mean_shape= explicitly.")

@@ -118,3 +118,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None, timeout: flo
         print(f"downloaded {url} -> {dest} (sha256 {got}; pin it)")
     os.replace(tmp, dest)
     return dest
+
+
+def assets_dir() -> Path:
+    """Small files shipped inside the package (``normface_lib/assets``): the mean shape, the 3D face mesh."""
+    return Path(__file__).resolve().parent / "assets"

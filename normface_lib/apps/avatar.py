@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OverwriteError
-from pathlib import Path as _Path
+from ..resources import assets_dir
 
 #: The committed mesh file.
-MESH_PATH = _Path(__file__).resolve().parent.parent / "assets" / "canonical_face_model.obj"
+MESH_PATH = assets_dir() / "canonical_face_model.obj"
 
 #: dlib point → MediaPipe vertex anchors used to align the reference shape in :func:`derive_landmark_vertices`
 #: (outer/inner eye corners, mouth corners, inner-lip corners and midpoints, chin, nose tip).
