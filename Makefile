@@ -7,7 +7,6 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 # The notebooks and tests are sized for 2 CPU cores.
 export OMP_NUM_THREADS ?= 2
-export MPLBACKEND := Agg
 
 .PHONY: install book test notebooks benchmarks vendor clean
 

@@ -57,11 +57,7 @@ def cmd_normalize(args) -> int:
         faces = model.normalize_all(photo, name=photo)
         stem = Path(photo).stem
         targets = [out / (f"{stem}.png" if len(faces) == 1 else f"{stem}_face{i}.png") for i in range(len(faces))]
-        if not args.force:  # check every target first so that a photo is written whole or not at all
-            for t in targets:
-                if t.exists():
-                    from .errors import OverwriteError
-                    raise OverwriteError(f"{t} exists; pass --force to overwrite it or choose another -o folder.")
+        _refuse_existing(targets, args.force)  # a photo is written whole or not at all
         for f, t in zip(faces, targets):
             _save_png(f.image, t, force=True)
         parts = [f"{t} (identity distance {f.identity_distance:.3f}, {'same' if f.same_person else 'not same'} "
@@ -104,8 +100,7 @@ def cmd_correct_colour(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     model = _load_model(args)
-    # a model trained on grey ORL faces renders a canonical brightness but no colour: fit one exposure gain only
-    kind = "exposure" if model.config.get("dataset") == "orl" else "auto"
+    kind = "auto" if model.renders_colour else "exposure"  # a grey model knows brightness, not colour
 
     def work(photo: str) -> str:
         target = out / f"{Path(photo).stem}.png"

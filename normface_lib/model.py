@@ -46,6 +46,10 @@ class NormalizedFace:
     source: str
 
 
+#: Training sets whose photos are grey.
+GREY_DATASETS = frozenset({"orl"})
+
+
 def default_checkpoint(profile: str = "quick") -> Path:
     """Where notebook 02 and ``normface train`` put the checkpoint of ``profile`` by default."""
     return resources.cache_dir("checkpoints") / profile
@@ -90,6 +94,13 @@ class NormFace(torch.nn.Module):
         config = ckpt.config or {}
         encoder = load_encoder(config.get("encoder", "facenet-casia"), layer=config.get("encoder_layer"), device=dev)
         return cls(ckpt.model.to(dev), encoder, config)
+
+    @property
+    def renders_colour(self) -> bool:
+        """Whether the decoder was trained on colour faces. ORL (the quick profile) is grey, so a model trained on it
+        renders grey faces: it knows a canonical brightness but no colour (colour correction can then fit exposure
+        only)."""
+        return self.config.get("dataset") not in GREY_DATASETS
 
     @property
     def device(self) -> torch.device:

@@ -16,7 +16,7 @@ def built_book(tmp_path_factory):
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg["execute"]["execute_notebooks"] = "off"  # nbval executes the notebooks; here we build from their outputs
     cfg_path = out / "_config.yml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     jb = Path(sys.executable).with_name("jupyter-book")
     r = subprocess.run([str(jb), "build", str(ROOT), "--config", str(cfg_path), "--path-output", str(out), "-W",
                         "--keep-going"], capture_output=True, text=True, cwd=ROOT)

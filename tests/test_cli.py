@@ -13,18 +13,6 @@ from normface_lib.model import NormFace
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A real (tiny) decoder trained by the `normface train` code path on ORL for a few steps."""
-    from normface_lib.train import profile_config, train
-
-    out = tmp_path_factory.mktemp("run")
-    config = profile_config("quick", steps=6, batch_size=8, morph_bank_size=8, identity_every=0, checkpoint_every=6,
-                            eval_splits=())
-    train(config, out, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     import matplotlib.cbook
     import skimage.data

@@ -6,7 +6,7 @@ Two things a reader wants to *play* with:
   ``f = (1 - alpha) f_A + alpha f_B``, and the decoder renders the blend (face and landmarks). Because the decoder
   only ever sees identity features, every intermediate is again a frontal, neutral, evenly lit face.
 * **Robustness.** Degrade A's input crop with an occluder or a light gradient of growing strength
-  (:func:`normface_lib.evaluate.perturb`) and watch the input change while the normalized output stays put.
+  (:func:`normface_lib.evaluate.perturb`) and compare how far the input and the normalized output move.
 
 The widget is built from **precomputed** frames for a discrete set of slider values, switched in the browser by
 ``ipywidgets.jslink`` links between the controls and ``ipywidgets.Stack`` containers. Nothing calls back into a
@@ -327,10 +327,11 @@ class Explorer:
                 now, so keep this to a handful.
 
         Returns:
-            An ``ipywidgets.VBox`` with two panels: *identity interpolation* (dropdowns A and B, an alpha slider with
-            a play button, the inputs and the decoded blend with landmarks) and *robustness* (a perturbation kind,
+            An ``ipywidgets.VBox`` with two panels: *identity interpolation* (dropdowns A and B, an alpha slider, the
+            inputs and the decoded blend with landmarks) and *robustness* (a perturbation kind,
             a strength slider, degraded input | normalized output, and how much each moved). Controls are tied to
-            ``ipywidgets.Stack`` containers with ``jslink``, so it works without a kernel (static HTML included).
+            ``ipywidgets.Stack`` containers with ``jslink``, so it works without a kernel (static HTML included);
+            the ``Link`` widgets are listed in the box's ``normface_links`` attribute.
         """
         import ipywidgets as W
 
@@ -355,8 +356,9 @@ class Explorer:
         dd_b = W.Dropdown(options=names, index=1, description="face B")
         slider = W.SelectionSlider(options=[f"{v:.3g}" for v in self.alphas], index=0, description="alpha",
                                    continuous_update=True, layout=W.Layout(width="360px"))
-        play = W.Play(value=0, min=0, max=K - 1, step=1, interval=350, description="play")
-        links = [W.jslink((play, "value"), (slider, "index"))]
+        # (no ipywidgets.Play button: its view looks up an <i> icon that the book theme's Font Awesome script turns
+        # into an <svg>, and the error it then raises on every change stops the other links in the static page)
+        links = []
         frames: dict[tuple[int, int], list[W.Image]] = {}
         for p, i in enumerate(idx):
             for q, j in enumerate(idx):
@@ -384,7 +386,7 @@ class Explorer:
             inputs.append(s)
         caption = W.HTML("<small>inputs A and B (aligned crops) &nbsp;→&nbsp; decoded blend of their identity "
                          "features, with predicted landmarks</small>")
-        interp = W.VBox([W.HTML("<b>Identity interpolation</b>"), W.HBox([dd_a, dd_b]), W.HBox([play, slider]),
+        interp = W.VBox([W.HTML("<b>Identity interpolation</b>"), W.HBox([dd_a, dd_b]), slider,
                          W.HBox([inputs[0], inputs[1], W.HTML("&nbsp;→&nbsp;"), blend]), caption])
 
         # --- robustness: Stack[a] → Stack[kind] → VBox(Stack[strength] → Image, HTML table of the changes)
@@ -407,7 +409,7 @@ class Explorer:
                 table = W.HTML(f"<small><table><tr><th>{kind} strength</th><th>input moved</th><th>output moved"
                                f"</th></tr>{cells}</table>mean |Δ| in grey levels (0-255) from the clean input / "
                                "its output</small>", layout=box_layout)
-                per_kind.append(W.HBox([st, table], layout=box_layout))
+                per_kind.append(W.VBox([st, table], layout=box_layout))
             ks = stack(per_kind)
             links.append(W.jslink((kind_buttons, "index"), (ks, "selected_index")))
             per_a.append(ks)
@@ -416,7 +418,7 @@ class Explorer:
         panel = W.VBox([W.HTML("<b>Robustness</b> (face A): degraded input | normalized output"),
                         W.HBox([kind_buttons]), level, robust])
         box = W.VBox([interp, W.HTML("<hr>"), panel])
-        box._normface_links = links  # keep the Link widgets referenced alongside the UI
+        box.normface_links = links  # the jslink Link widgets, kept referenced alongside the UI
         return box
 
 
