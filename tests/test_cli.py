@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from normface_lib import cli
-from normface_lib.model import NormFace
+from normface_lib import NormFace  # the public entry point
 
 
 @pytest.fixture(scope="module")
