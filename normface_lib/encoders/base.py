@@ -68,6 +68,17 @@ class FaceEncoder(nn.Module):
     crop_box: tuple[float, float, float] = (0.5, 0.5, 1.0)
     threshold: float = float("nan")
     threshold_source: str = ""
+    #: feature layers this encoder offers, name → size ``D``; the first is the default
+    LAYERS: dict[str, int] = {}
+
+    def _choose_layer(self, name: str, layer: str | None) -> str:
+        """``layer`` (or the default, the first of :attr:`LAYERS`), checked; sets ``name``, ``layer`` and
+        ``feature_dim``. Raises :class:`InputError` naming the valid layers."""
+        layer = layer or next(iter(self.LAYERS))
+        if layer not in self.LAYERS:
+            raise InputError(f"{name} has no layer {layer!r}; choose one of {sorted(self.LAYERS)}.")
+        self.name, self.layer, self.feature_dim = name, layer, self.LAYERS[layer]
+        return layer
 
     # --- to implement -------------------------------------------------------------------------------------------
     def standardize(self, x: torch.Tensor) -> torch.Tensor:

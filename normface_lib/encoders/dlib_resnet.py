@@ -328,12 +328,9 @@ class DlibResNetEncoder(FaceEncoder):
 
     def __init__(self, net: DlibResNet, layer: str | None = None):
         super().__init__()
-        layer = layer or "descriptor"
-        if layer not in self.LAYERS:
-            raise InputError(f"dlib-resnet has no layer {layer!r}; choose one of {sorted(self.LAYERS)}.")
+        self._choose_layer("dlib-resnet", layer)
         self.net = net
-        self.name, self.layer = "dlib-resnet", layer
-        self.feature_dim, self.embed_dim, self.input_size = self.LAYERS[layer], 128, net.chip_size[0]
+        self.embed_dim, self.input_size = 128, net.chip_size[0]
         self.crop_box = DLIB_CROP_BOX
         self.threshold, self.threshold_source = THRESHOLD, THRESHOLD_SOURCE
         self.freeze()

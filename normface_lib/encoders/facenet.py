@@ -222,12 +222,9 @@ class FaceNetEncoder(FaceEncoder):
 
     def __init__(self, net: nn.Module, name: str, layer: str | None = None):
         super().__init__()
-        layer = layer or "avgpool"
-        if layer not in self.LAYERS:
-            raise InputError(f"{name} has no layer {layer!r}; choose one of {sorted(self.LAYERS)}.")
+        self._choose_layer(name, layer)
         self.net = net
-        self.name, self.layer = name, layer
-        self.feature_dim, self.embed_dim, self.input_size = self.LAYERS[layer], 512, 160
+        self.embed_dim, self.input_size = 512, 160
         self.crop_box = FACENET_CROP_BOX
         self.threshold = THRESHOLDS.get(name, float("nan"))
         self.threshold_source = THRESHOLD_SOURCE

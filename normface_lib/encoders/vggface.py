@@ -114,12 +114,9 @@ class VGGFaceEncoder(FaceEncoder):
 
     def __init__(self, net: VGGFaceNet, layer: str | None = None):
         super().__init__()
-        layer = layer or "fc7"
-        if layer not in self.LAYERS:
-            raise InputError(f"vggface has no layer {layer!r}; choose one of {sorted(self.LAYERS)}.")
+        self._choose_layer("vggface", layer)
         self.net = net
-        self.name, self.layer = "vggface", layer
-        self.feature_dim, self.embed_dim, self.input_size = 4096, 4096, 224
+        self.embed_dim, self.input_size = 4096, 224
         self.crop_box = VGGFACE_CROP_BOX
         self.threshold = float("nan")
         self.threshold_source = "not calibrated: VGG-Face weights are not available on the machines that built this"
