@@ -166,12 +166,9 @@ class NormFace(torch.nn.Module):
         Returns:
             :class:`NormalizedFace`.
         """
-        label = name or (str(photo) if isinstance(photo, (str, os.PathLike)) else "image")
-        image = preprocessing.load_image(photo, name=label)
-        lm = preprocessing.detect_landmarks(image, face=face, name=label)
-        crops, _, _ = preprocessing.align_faces(image[None], lm[None], self.size)
-        out = self.normalize_crops(crops)
-        return self._result(out, 0, crops[0], lm, label)
+        f = preprocessing.face_from_photo(photo, self.size, face=face, name=name, cache=False)
+        out = self.normalize_crops(f.crop[None])
+        return self._result(out, 0, f.crop, f.photo_landmarks, f.source)
 
     def forward(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """Differentiable path for aligned crops ``[B,3,S,S]`` in ``[0,1]`` → decoder outputs (no identity metric)."""
