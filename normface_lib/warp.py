@@ -39,9 +39,14 @@ Modes
 -----
 ``"exact"`` evaluates the spline at every output pixel (row-chunked, custom backward that recomputes instead of
 storing ``B*L*H*W`` intermediates). ``"fast"`` evaluates it exactly on a coarse lattice every ``grid`` output pixels
-(plus one ghost node beyond each border) and upsamples with separable cubic-spline interpolation written as two
-small matrix products. The errors of the fast mode against the exact flow are measured by ``benchmarks/warp.py``
-and bounded in ``tests/test_warp.py``.
+(plus one ghost node beyond each border) and upsamples with separable natural-cubic-spline interpolation (which
+reproduces affine maps exactly) written as two small matrix products. The errors of the fast mode against the exact
+flow are measured by ``benchmarks/warp.py`` and bounded in ``tests/test_warp.py``.
+
+Speed (the warp is the hot path of training; ``benchmarks/warp.py`` compares it with kornia and bare ``grid_sample``)
+comes from closed-form backwards rather than autograd chains: the ``(L + m)`` system's LU factorisation is reused
+for its gradient (:class:`_SplineSolve`), and the thin-plate lattice gradient is a single product of ``log d2``
+with four per-pixel fields (:class:`_RadialLattice`). Both are checked against finite differences for every order.
 """
 from __future__ import annotations
 
@@ -61,9 +66,9 @@ __all__ = [
 
 #: Default ridge on the kernel diagonal, in the unit frame (output pixels / max(H_out, W_out)); see module docstring.
 DEFAULT_REG: float = 1e-5
-#: Default number of lattice cells along the longer output side in fast mode (spacing max(H', W') / 45, i.e. about
-#: 5 px at 224 px). A fixed fraction of the face keeps the error in pixels proportional to the image size.
-DEFAULT_GRID_CELLS: int = 45
+#: Default number of lattice cells along the longer output side in fast mode (spacing max(H', W') / 40, i.e. about
+#: 5.6 px at 224 px). A fixed fraction of the face keeps the error in pixels proportional to the image size.
+DEFAULT_GRID_CELLS: int = 40
 #: ``grid=None`` means the spacing ``max(H', W') / DEFAULT_GRID_CELLS``; a number is the spacing in output pixels.
 DEFAULT_GRID = None
 #: Default polyharmonic order (2 = thin-plate spline).
@@ -71,7 +76,7 @@ DEFAULT_ORDER: int = 2
 
 _MAX_ORDER = 5
 _LOG_FLOOR = 1e-30  # squared distances below this are treated as 0 inside log/sqrt (finite gradients)
-_CHUNK_ELEMS = 1 << 20  # elements of a [Bc, L, rows, W] block evaluated at once (keeps temporaries in cache)
+_CHUNK_ELEMS = 1 << 20  # elements of a [Bc, L, rows, W] block evaluated at once (few parallel regions)
 
 
 # ------------------------------------------------------------------------------------------------ coordinates
@@ -271,38 +276,98 @@ def fit_spline(centers: torch.Tensor, values: torch.Tensor, order: int = DEFAULT
     B, L, D = max(bc, bv), centers.shape[1], values.shape[2]
     dtype, sdt = centers.dtype, _solve_dtype(centers.device)
     c = centers.to(sdt)
-    shift = c.mean(1, keepdim=True)
-    scale = (c - shift).abs().amax((1, 2), keepdim=True).clamp_min(1e-12)
-    pmat = _monomials((c - shift) / scale, _poly_degree(order))  # [Bc, L, m]
-    m = pmat.shape[-1]
+    # the polynomial's argument is normalised by constants: the fitted function does not depend on them, so holding
+    # them fixed leaves every derivative of the spline's values unchanged (and keeps the backward closed-form)
+    cd = c.detach()
+    shift = cd.mean(1, keepdim=True)
+    scale = (cd - shift).abs().amax((1, 2), keepdim=True).clamp_min(1e-12)
+    degree = _poly_degree(order)
+    m = (degree + 1) * (degree + 2) // 2  # monomials x^a y^b, a + b <= degree
     if L < m:
         raise InputError(f"order {order} needs at least {m} control points, got {L}.")
-    kmat = _kernel_and_slope(_pairwise_d2(c, c), order, False)[0]
-    if reg:
-        kmat = kmat + reg * torch.eye(L, dtype=sdt, device=c.device)
-    top = torch.cat([kmat, pmat], 2)
-    bottom = torch.cat([pmat.transpose(1, 2), pmat.new_zeros(bc, m, m)], 2)
-    lhs = torch.cat([top, bottom], 1)  # [Bc, L+m, L+m]
     v = values.to(sdt)
     if bc == 1 and bv > 1:  # one factorisation, all right-hand sides at once
         rhs = v.permute(1, 0, 2).reshape(1, L, bv * D)
     else:
         rhs = v.expand(B, L, D) if bv == 1 and bc > 1 else v
-    rhs = torch.cat([rhs, rhs.new_zeros(rhs.shape[0], m, rhs.shape[2])], 1)
     if reg == 0 and L > 1:
         # exact interpolation is impossible through coincident centres; say so instead of returning garbage
-        d2c = _pairwise_d2(c, c) + torch.eye(L, dtype=sdt, device=c.device) * (scale.square() + 1)
+        d2c = _pairwise_d2(cd, cd) + torch.eye(L, dtype=sdt, device=c.device) * (scale.square() + 1)
         if bool((d2c <= (1e-9 * scale) ** 2).any()):
             raise InputError("control points (spline centres) coincide, so exact interpolation (reg=0) is impossible; "
                              "use reg > 0 (e.g. normface_lib.warp.DEFAULT_REG) or remove duplicate points.")
-    try:
-        sol = torch.linalg.solve(lhs, rhs)
-    except RuntimeError as e:  # torch.linalg.LinAlgError
-        raise InputError(f"the spline system is singular ({e}); this happens when control points coincide or are "
-                         "collinear. Use reg > 0 (e.g. normface_lib.warp.DEFAULT_REG) or remove duplicate points.") from e
+    sol = _SplineSolve.apply(c, rhs, shift, scale, order, reg)  # [Bc, L+m, columns]
     if bc == 1 and bv > 1:
         sol = sol.reshape(L + m, bv, D).permute(1, 0, 2)
     return Spline(centers, sol[:, :L].to(dtype), sol[:, L:].to(dtype), shift.to(dtype), scale.to(dtype), order)
+
+
+class _SplineSolve(torch.autograd.Function):
+    """Solve ``[[K(c) + reg I, P(c)], [P(c)^T, 0]] X = [rhs; 0]`` with a closed-form backward.
+
+    centers ``[Bc, L, 2]``, rhs ``[Bc, L, N]`` (solve dtype), shift ``[Bc, 1, 2]`` / scale ``[Bc, 1, 1]`` constants of the
+    monomials → ``X [Bc, L + m, N]``. One LU factorisation serves the forward and the backward (the matrix is
+    symmetric): ``grad_rhs = A^-1 grad_X`` and ``grad_A = -grad_rhs X^T``, pushed to the centres through
+    ``dK_ij / dc_i = 2 phi'(d2_ij) (c_i - c_j)`` and the monomials' derivatives. Replaces a chain of a dozen autograd
+    nodes over ``[Bc, L, L]`` tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, c, rhs, shift, scale, order, reg):
+        bc, L, _ = c.shape
+        pmat = _monomials((c - shift) / scale, _poly_degree(order))  # [Bc, L, m]
+        m = pmat.shape[-1]
+        # few [Bc, L, L] temporaries: each one is a pass over memory that costs as much as the arithmetic
+        d2 = (c[:, :, None, 0] - c[:, None, :, 0]).square_()  # [Bc, L, L], exact 0 for equal points
+        d2.add_((c[:, :, None, 1] - c[:, None, :, 1]).square_())
+        lhs = c.new_empty(bc, L + m, L + m)
+        lg = None
+        if order == 2:  # phi = d2 log(d2) / 2, written straight into the matrix
+            lg = d2.clamp_min(_LOG_FLOOR).log_()
+            torch.mul(d2, lg, out=lhs[:, :L, :L]).mul_(0.5)
+        else:
+            lhs[:, :L, :L] = _kernel_and_slope(d2, order, False)[0]
+        if reg:
+            lhs[:, :L, :L].diagonal(dim1=1, dim2=2).add_(reg)
+        lhs[:, :L, L:] = pmat
+        lhs[:, L:, :L] = pmat.transpose(1, 2)
+        lhs[:, L:, L:] = 0.0
+        LU, piv, info = torch.linalg.lu_factor_ex(lhs)
+        if bool((info > 0).any()):
+            raise InputError("the spline system is singular; this happens when control points coincide or are "
+                             "collinear. Use reg > 0 (e.g. normface_lib.warp.DEFAULT_REG) or remove duplicate points.")
+        b = torch.cat([rhs, rhs.new_zeros(bc, m, rhs.shape[2])], 1)
+        sol = torch.linalg.lu_solve(LU, piv, b)
+        ctx.save_for_backward(c, shift, scale, LU, piv, sol, d2, lg)
+        ctx.order = order
+        return sol
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        c, shift, scale, LU, piv, sol, d2, lg = ctx.saved_tensors
+        order = ctx.order
+        L = c.shape[1]
+        y = torch.linalg.lu_solve(LU, piv, grad.contiguous(), adjoint=True)  # [Bc, L+m, N]
+        grad_rhs = y[:, :L] if ctx.needs_input_grad[1] else None
+        grad_c = None
+        if ctx.needs_input_grad[0]:
+            # dLoss/dA = -y X^T; its kernel block enters symmetrised, its polynomial blocks twice
+            left = torch.cat([y[:, :L], sol[:, :L]], 2)  # [Bc, L, 2N]
+            t = torch.bmm(left, torch.cat([sol[:, :L], y[:, :L]], 2).transpose(1, 2))  # -(G + G^T), [Bc, L, L]
+            if order == 2:  # 2 phi'(d2) = log(d2) + 1
+                t = torch.addcmul(t, t, lg)
+            else:
+                t.mul_(_kernel_and_slope(d2, order, True)[1]).mul_(2.0)
+                if order == 1:  # phi' ~ 1/r blows up where c_i = c_j (there c_i - c_j = 0): keep it out
+                    t.masked_fill_(d2 == 0, 0.0)
+            grad_c = torch.bmm(t, c).sub_(c * t.sum(2, keepdim=True))  # -sum_j t_ij (c_i - c_j)
+            gp = torch.bmm(left, torch.cat([sol[:, L:], y[:, L:]], 2).transpose(1, 2)).neg_()  # [Bc, L, m]
+            with torch.enable_grad():
+                u = c.detach().requires_grad_()
+                pm = _monomials((u - shift) / scale, _poly_degree(order))
+                grad_c = grad_c + torch.autograd.grad(pm, u, gp)[0]
+        return grad_c, grad_rhs, None, None, None, None
 
 
 def eval_spline(spline: Spline, points: torch.Tensor) -> torch.Tensor:
@@ -326,33 +391,56 @@ def eval_spline(spline: Spline, points: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ lattice evaluation
+def _row_chunks(bc: int, L: int, H: int, W: int) -> tuple[list[tuple[int, int]], int]:
+    """Row ranges ``(r0, r1)`` covering ``0..H`` in near-equal chunks whose ``[bc, L, rows, W]`` block holds at most
+    :data:`_CHUNK_ELEMS` elements, and the largest chunk's row count."""
+    step = max(1, _CHUNK_ELEMS // max(1, bc * L * W))
+    step = -(-H // -(-H // step))  # same number of chunks, sizes balanced
+    return [(r0, min(H, r0 + step)) for r0 in range(0, H, step)], step
+
+
+def _block(buf: torch.Tensor, bc: int, L: int, n: int, W: int) -> torch.Tensor:
+    """A contiguous ``[bc, L, n, W]`` view at the start of the flat buffer ``buf`` (a slice of a 4-D buffer along its
+    rows would be strided and take the slow elementwise paths)."""
+    return buf[: bc * L * n * W].view(bc, L, n, W)
+
+
 class _RadialLattice(torch.autograd.Function):
     """out[b, i, j, e] = sum_l w[b, l, e] phi((ys[i] - cy[b, l])^2 + (xs[j] - cx[b, l])^2).
 
     Row-chunked with reused buffers (the ``B*L*H*W`` kernel values never exist at once); the backward recomputes
     the kernel instead of storing it. centers ``[Bc, L, 2]``, weights ``[Bc, L, E]``, xs ``[W]``, ys ``[H]`` →
     ``[Bc, H, W, E]``.
+
+    Thin-plate backward (the hot path of training): with ``lg = log d2`` and ``phi = d2 lg / 2``, both gradients are
+    linear in ``lg`` once ``d2 = x^2 + y^2 - 2 x cx - 2 y cy + |c|^2`` is expanded, so a single batched product of
+    ``lg`` with the four per-pixel fields ``G, G x, G y, G (x^2 + y^2)`` of the incoming gradient ``G`` gives them all
+    (``grad_w = (A_r - 2 cx A_x - 2 cy A_y + |c|^2 A_1) / 2``,
+    ``grad_cx = -sum_e w_e (A_x - cx A_1 + B_x - cx B_1)`` with ``A`` the ``lg``-weighted and ``B`` the plain pixel
+    sums). One pass over the kernel instead of five; coordinates are centred on the lattice first so the expansion
+    loses no float32 precision that matters.
     """
 
     @staticmethod
     def forward(ctx, centers, weights, xs, ys, order):
         bc, L, _ = centers.shape
         H, W, E = ys.shape[0], xs.shape[0], weights.shape[-1]
-        dx2 = (xs[None, None, :] - centers[..., 0:1]).square()  # [Bc, L, W]
-        dy2 = (ys[None, None, :] - centers[..., 1:2]).square()  # [Bc, L, H]
-        out = centers.new_empty(bc, H, W, E)
         tps = order == 2
-        # thin plate: phi = 0.5 d2 log d2; the 0.5 is folded into the weights
+        # thin plate: phi = 0.5 d2 log d2; the 0.5 is folded into the weights. Adding the floor to dx2 (not
+        # clamping d2) keeps log finite at a centre that sits on a node, at no extra pass over the block.
+        dx2 = (xs[None, None, :] - centers[..., 0:1]).square_()  # [Bc, L, W]
+        if tps:
+            dx2.add_(_LOG_FLOOR)
+        dy2 = (ys[None, None, :] - centers[..., 1:2]).square_()  # [Bc, L, H]
+        out = centers.new_empty(bc, H, W, E)
         wt = (weights * 0.5 if tps else weights).transpose(1, 2)  # [Bc, E, L]
-        step = max(1, _CHUNK_ELEMS // max(1, bc * L * W))
-        buf_d2 = centers.new_empty(bc, L, min(step, H), W)
+        chunks, rows = _row_chunks(bc, L, H, W)
+        buf_d2 = centers.new_empty(bc * L * rows * W)
         buf_lg = torch.empty_like(buf_d2)
-        for r0 in range(0, H, step):
-            r1 = min(H, r0 + step)
-            d2 = torch.add(dy2[:, :, r0:r1, None], dx2[:, :, None, :], out=buf_d2[:, :, : r1 - r0])
+        for r0, r1 in chunks:
+            d2 = torch.add(dy2[:, :, r0:r1, None], dx2[:, :, None, :], out=_block(buf_d2, bc, L, r1 - r0, W))
             if tps:
-                d2.clamp_min_(_LOG_FLOOR)
-                phi = torch.log(d2, out=buf_lg[:, :, : r1 - r0]).mul_(d2)
+                phi = torch.log(d2, out=_block(buf_lg, bc, L, r1 - r0, W)).mul_(d2)
             else:
                 phi = _kernel_and_slope(d2, order, False)[0]
             # [Bc, E, L] @ [Bc, L, rows*W] -> [Bc, E, rows*W]
@@ -365,53 +453,77 @@ class _RadialLattice(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         centers, weights, xs, ys = ctx.saved_tensors
-        order = ctx.order
-        bc, L, _ = centers.shape
-        H, W, E = ys.shape[0], xs.shape[0], weights.shape[-1]
-        need_c, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        tps = order == 2
-        dx = xs[None, None, :] - centers[..., 0:1]  # [Bc, L, W]
-        dy = ys[None, None, :] - centers[..., 1:2]  # [Bc, L, H]
-        dx2, dy2 = dx.square(), dy.square()
-        # d out / d cx = -2 (x - cx) w slope(d2): accumulate t = slope * <w, grad> summed over rows (per column)
-        # and over columns (per row), then grad_cx = -2 sum_j t_x[j] (x_j - cx), grad_cy likewise.
-        gw = torch.zeros_like(weights) if need_w else None
-        t_x = centers.new_zeros(bc, L, W) if need_c else None
-        t_y = centers.new_zeros(bc, L, H) if need_c else None
-        g = grad.permute(0, 3, 1, 2)  # [Bc, E, H, W]
-        wh = weights * 0.5 if tps else weights  # thin plate: slope = 0.5 (log d2 + 1), phi = 0.5 d2 log d2
-        step = max(1, _CHUNK_ELEMS // max(1, bc * L * W))
-        rows = min(step, H)
-        buf_d2 = centers.new_empty(bc, L, rows, W)
-        buf_lg = torch.empty_like(buf_d2)
-        buf_s = torch.empty_like(buf_d2)
-        for r0 in range(0, H, step):
-            r1 = min(H, r0 + step)
-            n = r1 - r0
-            gc = g[:, :, r0:r1].reshape(bc, E, -1)  # [Bc, E, rows*W]
-            d2 = torch.add(dy2[:, :, r0:r1, None], dx2[:, :, None, :], out=buf_d2[:, :, :n])
-            if tps:
-                d2.clamp_min_(_LOG_FLOOR)
-                lg = torch.log(d2, out=buf_lg[:, :, :n])
-                if need_w:
-                    phi = d2.mul_(lg)
-                    gw += torch.bmm(phi.reshape(bc, L, -1), gc.transpose(1, 2))
-                slope = lg.add_(1.0)
-            else:
-                phi, slope = _kernel_and_slope(d2, order, need_c)
-                if need_w:
-                    gw += torch.bmm(phi.reshape(bc, L, -1), gc.transpose(1, 2))
-            if need_c:
-                s = torch.bmm(wh, gc, out=buf_s[:, :, :n].view(bc, L, n * W)).view(bc, L, n, W)
-                t = s.mul_(slope)
-                t_x += t.sum(2)
-                torch.sum(t, 3, out=t_y[:, :, r0:r1])
-        if need_w and tps:
-            gw.mul_(0.5)
-        gcent = None
+        if ctx.order == 2:
+            gcent, gw = _tps_lattice_backward(centers, weights, xs, ys, grad)
+        else:
+            gcent, gw = _generic_lattice_backward(centers, weights, xs, ys, grad, ctx.order,
+                                                  ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return (gcent if ctx.needs_input_grad[0] else None), (gw if ctx.needs_input_grad[1] else None), None, None, None
+
+
+def _tps_lattice_backward(centers, weights, xs, ys, grad):
+    """Gradients of :class:`_RadialLattice` for the thin plate (see its docstring): one product with ``log d2``."""
+    bc, L, _ = centers.shape
+    H, W, E = ys.shape[0], xs.shape[0], weights.shape[-1]
+    ox, oy = xs.mean(), ys.mean()
+    x, y = xs - ox, ys - oy
+    cx, cy = centers[..., 0:1] - ox, centers[..., 1:2] - oy  # [Bc, L, 1]
+    g = grad.permute(0, 3, 1, 2)  # [Bc, E, H, W]
+    fields = grad.new_empty(bc, 4, E, H, W)  # G, G x, G y, G r^2 per channel, pixels last
+    fields[:, 0] = g
+    torch.mul(g, x, out=fields[:, 1])
+    torch.mul(g, y[:, None], out=fields[:, 2])
+    torch.mul(g, y[:, None].square() + x.square(), out=fields[:, 3])
+    fields = fields.view(bc, 4 * E, H * W).transpose(1, 2)  # [Bc, pixels, 4E] (column-major, fine for bmm)
+    plain = fields.sum(1).view(bc, 1, 4, E)
+    dx2 = (x[None, None, :] - cx).square_().add_(_LOG_FLOOR)
+    dy2 = (y[None, None, :] - cy).square_()
+    chunks, rows = _row_chunks(bc, L, H, W)
+    buf = centers.new_empty(bc * L * rows * W)
+    acc = centers.new_zeros(bc, L, 4 * E)
+    for r0, r1 in chunks:
+        lg = torch.add(dy2[:, :, r0:r1, None], dx2[:, :, None, :], out=_block(buf, bc, L, r1 - r0, W)).log_()
+        acc.baddbmm_(lg.reshape(bc, L, -1), fields[:, r0 * W:r1 * W])
+    a1, ax, ay, ar = acc.view(bc, L, 4, E).unbind(2)  # [Bc, L, E]
+    b1, bx, by, _ = plain.unbind(2)  # [Bc, 1, E]
+    gw = 0.5 * (ar - 2.0 * cx * ax - 2.0 * cy * ay + (cx.square() + cy.square()) * a1)
+    gcx = (weights * (ax - cx * a1 + bx - cx * b1)).sum(-1)
+    gcy = (weights * (ay - cy * a1 + by - cy * b1)).sum(-1)
+    return torch.stack([gcx, gcy], -1).neg_(), gw
+
+
+def _generic_lattice_backward(centers, weights, xs, ys, grad, order, need_c, need_w):
+    """Gradients of :class:`_RadialLattice` for any order, from the kernel's slope (row-chunked recompute)."""
+    bc, L, _ = centers.shape
+    H, W, E = ys.shape[0], xs.shape[0], weights.shape[-1]
+    dx = xs[None, None, :] - centers[..., 0:1]  # [Bc, L, W]
+    dy = ys[None, None, :] - centers[..., 1:2]  # [Bc, L, H]
+    dx2, dy2 = dx.square(), dy.square()
+    # d out / d cx = -2 (x - cx) w slope(d2): accumulate t = slope * <w, grad> summed over rows (per column)
+    # and over columns (per row), then grad_cx = -2 sum_j t_x[j] (x_j - cx), grad_cy likewise.
+    gw = torch.zeros_like(weights) if need_w else None
+    t_x = centers.new_zeros(bc, L, W) if need_c else None
+    t_y = centers.new_zeros(bc, L, H) if need_c else None
+    g = grad.permute(0, 3, 1, 2)  # [Bc, E, H, W]
+    chunks, rows = _row_chunks(bc, L, H, W)
+    buf_d2 = centers.new_empty(bc * L * rows * W)
+    buf_s = torch.empty_like(buf_d2)
+    for r0, r1 in chunks:
+        n = r1 - r0
+        gc = g[:, :, r0:r1].reshape(bc, E, -1)  # [Bc, E, rows*W]
+        d2 = torch.add(dy2[:, :, r0:r1, None], dx2[:, :, None, :], out=_block(buf_d2, bc, L, n, W))
+        phi, slope = _kernel_and_slope(d2, order, need_c)
+        if need_w:
+            gw += torch.bmm(phi.reshape(bc, L, -1), gc.transpose(1, 2))
         if need_c:
-            gcent = torch.stack([(t_x * dx).sum(-1), (t_y * dy).sum(-1)], -1).mul_(-2.0)
-        return gcent, gw, None, None, None
+            s = torch.bmm(weights, gc, out=_block(buf_s, bc, L, n, W).view(bc, L, n * W)).view(bc, L, n, W)
+            t = s.mul_(slope)
+            t_x += t.sum(2)
+            torch.sum(t, 3, out=t_y[:, :, r0:r1])
+    gcent = None
+    if need_c:
+        gcent = torch.stack([(t_x * dx).sum(-1), (t_y * dy).sum(-1)], -1).mul_(-2.0)
+    return gcent, gw
 
 
 def _radial_lattice(centers, weights, xs, ys, order):
@@ -472,12 +584,19 @@ def _cubic_spline_matrix_cpu(n_fine: int, n_int: int) -> torch.Tensor:
     return R
 
 
-def _upsample_matrix(n_fine: int, n_int: int, channels: int, device, dtype) -> torch.Tensor:
-    """Transposed interpolation matrix ``[n_nodes*channels, n_fine*channels]`` for channel-interleaved rows."""
+def _upsample_matrix(n_fine: int, n_int: int, channels: int, device, dtype, transpose: bool = True) -> torch.Tensor:
+    """Interpolation matrix for channel-interleaved rows, contiguous: ``[n_nodes*channels, n_fine*channels]``
+    (``transpose``, to multiply from the right) or ``[n_fine*channels, n_nodes*channels]`` (from the left).
+    Cached per device and dtype (read-only: never modify the result in place)."""
+    return _upsample_matrix_cached(n_fine, n_int, channels, torch.device(device), dtype, transpose)
+
+
+@lru_cache(maxsize=64)
+def _upsample_matrix_cached(n_fine, n_int, channels, device, dtype, transpose):
     R = _cubic_spline_matrix_cpu(n_fine, n_int)
     if channels > 1:
         R = torch.kron(R, torch.eye(channels, dtype=R.dtype))
-    return R.t().contiguous().to(device=device, dtype=dtype)
+    return (R.t() if transpose else R).contiguous().to(device=device, dtype=dtype)
 
 
 def _lattice_nodes(n_fine: int, spacing: float, device, dtype) -> tuple[torch.Tensor, int]:
@@ -505,23 +624,13 @@ def _sampling_grid(src: torch.Tensor, dst: torch.Tensor, out_hw: tuple[int, int]
     ny, ky = _lattice_nodes(H, grid, dev, dtype)
     coarse = _eval_lattice(spline, nx / S, ny / S)  # [B, ny, nx, 2]
     B = coarse.shape[0]
-    # upsample only the displacement from the identity map (small), so float32 rounding in the products stays
-    # far below a pixel; the identity is added back exactly at full resolution
-    base = _identity_grid(nx, ny, in_hw)  # [ny, nx, 2]
+    # the natural cubic spline reproduces affine functions exactly, so the positions themselves are upsampled (no
+    # identity map to subtract and add back: one full-resolution pass fewer, forward and backward)
     Rx2 = _upsample_matrix(W, kx, 2, dev, dtype)  # [nx*2, W*2] (x and y interleaved)
-    Ry = _upsample_matrix(H, ky, 1, dev, dtype)  # [ny, H]
+    Ry = _upsample_matrix(H, ky, 1, dev, dtype, transpose=False)  # [H, ny]
     # columns first on the small lattice, then rows; the result is already laid out as [B, H, W, 2]
-    t = (coarse - base).reshape(B, ny.shape[0], -1) @ Rx2  # [B, ny, W*2]
-    fine = torch.matmul(Ry.t(), t).reshape(B, H, W, 2)
-    xs = torch.arange(W, device=dev, dtype=dtype)
-    ys = torch.arange(H, device=dev, dtype=dtype)
-    return fine.add_(_identity_grid(xs, ys, in_hw))
-
-
-def _identity_grid(xs: torch.Tensor, ys: torch.Tensor, in_hw) -> torch.Tensor:
-    """[H, W, 2] positions (xs[j], ys[i]) in pixels, or normalised for an input of size ``in_hw``."""
-    g = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), -1)
-    return g if in_hw is None else pixels_to_normalized(g, in_hw)
+    t = coarse.reshape(B, ny.shape[0], -1) @ Rx2  # [B, ny, W*2]
+    return torch.matmul(Ry, t).reshape(B, H, W, 2)
 
 
 def _prepare_points(src_points, dst_points):
@@ -565,7 +674,7 @@ def dense_flow(src_points: torch.Tensor, dst_points: torch.Tensor, size, mode: s
         mode: ``"exact"`` (spline at every pixel) or ``"fast"`` (coarse lattice + cubic upsampling).
         reg: ridge in the unit frame (see module docstring), default :data:`DEFAULT_REG`; ``0`` interpolates.
         order: polyharmonic order 1..5 (2 = thin plate).
-        grid: fast mode's lattice spacing in output pixels; ``None`` (default): ``max(H_out, W_out) / 45``
+        grid: fast mode's lattice spacing in output pixels; ``None`` (default): ``max(H_out, W_out) / 40``
             (:data:`DEFAULT_GRID_CELLS`). Ignored by ``"exact"``.
 
     Returns:
@@ -614,7 +723,7 @@ def warp_image(image: torch.Tensor, src_points: torch.Tensor, dst_points: torch.
         mode: ``"fast"`` (default; coarse lattice every ``grid`` px + cubic-spline upsampling of the flow) or
             ``"exact"`` (spline evaluated at every output pixel).
         reg: spline ridge in the unit frame (see module docstring), default :data:`DEFAULT_REG`.
-        grid: fast-mode lattice spacing in output pixels; ``None`` (default): ``max(H', W') / 45``.
+        grid: fast-mode lattice spacing in output pixels; ``None`` (default): ``max(H', W') / 40``.
         order: polyharmonic order (2 = thin plate).
         padding_mode: ``grid_sample`` padding outside the input: ``"border"`` (default), ``"zeros"``, ``"reflection"``.
 

@@ -134,6 +134,52 @@ def test_gradcheck_image_and_points(mode):
     assert torch.autograd.gradcheck(f, (img, src, dst), eps=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+def test_gradcheck_fit_and_lattice_every_order(order):
+    """The closed-form backwards (spline solve, lattice kernel) against finite differences, for every order, with
+    batched and shared centres, and with two coincident centres (thin plate and up; -r has no derivative at 0)."""
+    c = _random_points(2, 9, 2, 30)  # in [0.1, 0.9]
+    v = torch.randn(2, 9, 2, generator=torch.Generator().manual_seed(31), dtype=torch.float64)
+    if order > 1:
+        c[0, 4] = c[0, 7]
+    c.requires_grad_()
+    v.requires_grad_()
+    q = _random_points(1, 6, 2, 32)[0]
+
+    def fit_eval(cc, vv):
+        return warp.eval_spline(warp.fit_spline(cc, vv, order=order, reg=1e-2), q)
+
+    assert torch.autograd.gradcheck(fit_eval, (c, v), eps=1e-7, atol=1e-5)
+    shared = c[1:].detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(fit_eval, (shared, v), eps=1e-7, atol=1e-5)
+
+    def flow(cc, vv):  # the lattice kernel (fast mode evaluates on a lattice, then upsamples)
+        return warp.dense_flow(vv * 7, cc * 7, 7, mode="fast", order=order, reg=1e-2, grid=2.0)
+
+    assert torch.autograd.gradcheck(flow, (c, v), eps=1e-7, atol=1e-5)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_row_chunking_changes_nothing(monkeypatch, order):
+    """The lattice is evaluated in row chunks (uneven last chunk included): results and gradients must not depend
+    on the chunk size."""
+    src = _random_points(2, 12, 30, 40)
+    dst = _random_points(2, 12, 30, 41)
+
+    def run():
+        s, d = src.clone().requires_grad_(), dst.clone().requires_grad_()
+        flow = warp.dense_flow(s, d, (29, 31), mode="exact", order=order)
+        flow.square().sum().backward()
+        return flow.detach(), s.grad, d.grad
+
+    whole = run()
+    monkeypatch.setattr(warp, "_CHUNK_ELEMS", 2 * 12 * 31 * 4)  # 4 rows a chunk: 8 chunks, the last one of 1 row
+    assert len(warp._row_chunks(2, 12, 29, 31)[0]) > 2
+    chunked = run()
+    for a, b in zip(whole, chunked):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
 def test_gradient_reaches_image_and_points_float32():
     img = torch.rand(2, 3, 32, 32, requires_grad=True)
     src = _random_points(1, 8, 32, 13, torch.float32)[0]
