@@ -12,20 +12,6 @@ from normface_lib import cli
 from normface_lib import NormFace  # the public entry point
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    import matplotlib.cbook
-    import skimage.data
-
-    d = tmp_path_factory.mktemp("photos")
-    Image.fromarray(skimage.data.astronaut()).save(d / "astronaut.jpg")
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        (d / "hopper.jpg").write_bytes(f.read())
-    (d / "notes.txt").write_text("not an image")
-    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(d / "blank.png")
-    return d
-
-
 def test_normalize_writes_one_png_per_face(tiny_checkpoint, photos, tmp_path, capsys):
     out = tmp_path / "out"
     rc = cli.main(["normalize", str(photos / "astronaut.jpg"), str(photos / "hopper.jpg"), "-o", str(out),
@@ -38,11 +24,12 @@ def test_normalize_writes_one_png_per_face(tiny_checkpoint, photos, tmp_path, ca
         assert img.shape == (64, 64, 3) and img.std() > 1  # a picture, not a flat fill
 
 
-def test_normalize_reports_bad_files_and_never_overwrites(tiny_checkpoint, photos, tmp_path, capsys):
+@pytest.mark.parametrize("verb, done", [("normalize", "hopper.jpg: 1 face"), ("correct-colour", "hopper.jpg: ->")])
+def test_bad_files_reported_per_file_and_nothing_overwritten(verb, done, tiny_checkpoint, photos, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "astronaut.png").write_bytes(b"user's file")
-    rc = cli.main(["normalize", str(photos / "astronaut.jpg"), str(photos / "notes.txt"), str(photos / "blank.png"),
+    rc = cli.main([verb, str(photos / "astronaut.jpg"), str(photos / "notes.txt"), str(photos / "blank.png"),
                    str(photos / "missing.jpg"), str(photos / "hopper.jpg"), "-o", str(out),
                    "--checkpoint", str(tiny_checkpoint)])
     assert rc == 1
@@ -52,11 +39,12 @@ def test_normalize_reports_bad_files_and_never_overwrites(tiny_checkpoint, photo
     assert "notes.txt: error:" in err and "not a readable image" in err
     assert "blank.png: error:" in err and "no face found" in err
     assert "missing.jpg: error:" in err and "no such file" in err
-    assert "hopper.jpg: 1 face" in captured.out  # the good photo still went through
+    assert done in captured.out  # the good photo still went through
     assert (out / "astronaut.png").read_bytes() == b"user's file"
-    rc = cli.main(["normalize", str(photos / "astronaut.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+    assert not (out / "notes.png").exists() and not (out / "blank.png").exists()
+    rc = cli.main([verb, str(photos / "astronaut.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
                    "--force"])
-    assert rc == 0 and (out / "astronaut.png").read_bytes() != b"user's file"
+    assert rc == 0 and (out / "astronaut.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_missing_checkpoint_says_how_to_make_one(tmp_path, photos, capsys):

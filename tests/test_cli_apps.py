@@ -1,5 +1,5 @@
 """`normface correct-colour` and `normface avatar` end to end: a tiny checkpoint trained here, public-domain
-portraits, bad inputs reported per file, nothing overwritten without --force."""
+portraits (bad inputs for correct-colour are tested with normalize in test_cli.py, by the same parametrised test)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,23 +9,7 @@ from PIL import Image
 
 from normface_lib import cli
 from normface_lib.apps.avatar import load_obj
-from normface_lib.apps.colour import colour_error, perturb_exposure_white_balance
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """Grace Hopper (public domain), a darkened copy of her photo, a text file and a blank image."""
-    import matplotlib.cbook
-
-    d = tmp_path_factory.mktemp("photos")
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        (d / "hopper.jpg").write_bytes(f.read())
-    photo = torch.from_numpy(np.asarray(Image.open(d / "hopper.jpg").convert("RGB")).copy()).permute(2, 0, 1) / 255
-    dark, _ = perturb_exposure_white_balance(photo.float(), exposure_stops=-1.0, wb_gains=[1, 1, 1])
-    Image.fromarray((dark.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(d / "dark.png")
-    (d / "notes.txt").write_text("not an image")
-    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(d / "blank.png")
-    return d
+from normface_lib.apps.colour import colour_error
 
 
 def _load(path) -> torch.Tensor:
@@ -50,27 +34,6 @@ def test_correct_colour_grey_model_corrects_exposure_only(tiny_checkpoint, photo
     ratio_in = (lin(original[0]) / lin(original[2]))[m].median()
     ratio_out = (lin(fixed_dark[0]) / lin(fixed_dark[2]))[m].median()
     assert float(ratio_out) == pytest.approx(float(ratio_in), rel=0.05)
-
-
-def test_correct_colour_reports_bad_files_and_never_overwrites(tiny_checkpoint, photos, tmp_path, capsys):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "hopper.png").write_bytes(b"user's file")
-    rc = cli.main(["correct-colour", str(photos / "hopper.jpg"), str(photos / "notes.txt"), str(photos / "blank.png"),
-                   str(photos / "missing.jpg"), str(photos / "dark.png"), "-o", str(out),
-                   "--checkpoint", str(tiny_checkpoint)])
-    assert rc == 1
-    captured = capsys.readouterr()
-    err = captured.err
-    assert "hopper.jpg: error:" in err and "--force" in err
-    assert "notes.txt: error:" in err and "blank.png: error:" in err and "no face found" in err
-    assert "missing.jpg: error:" in err
-    assert "dark.png: ->" in captured.out  # the good photo still went through
-    assert (out / "hopper.png").read_bytes() == b"user's file"
-    assert not (out / "notes.png").exists() and not (out / "blank.png").exists()
-    rc = cli.main(["correct-colour", str(photos / "hopper.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
-                   "--force"])
-    assert rc == 0 and (out / "hopper.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_avatar_writes_obj_mtl_png(tiny_checkpoint, photos, tmp_path, capsys):
