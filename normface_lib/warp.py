@@ -214,10 +214,13 @@ def _monomials(points: torch.Tensor, degree: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------ fit / evaluate
 def _pairwise_d2(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """[B, N, 2], [B, M, 2] → [B, N, M] squared distances from differences (exact 0 for equal points)."""
+    """[B, N, 2], [B, M, 2] → [B, N, M] squared distances from differences (exact 0 for equal points).
+    Without autograd (e.g. inside a custom Function's forward) it works in place: two [B, N, M] buffers, not four."""
     dx = p[..., :, None, 0] - q[..., None, :, 0]
     dy = p[..., :, None, 1] - q[..., None, :, 1]
-    return dx * dx + dy * dy
+    if torch.is_grad_enabled() and (p.requires_grad or q.requires_grad):
+        return dx * dx + dy * dy
+    return dx.square_().add_(dy.square_())
 
 
 class Spline(NamedTuple):
@@ -318,8 +321,7 @@ class _SplineSolve(torch.autograd.Function):
         pmat = _monomials((c - shift) / scale, _poly_degree(order))  # [Bc, L, m]
         m = pmat.shape[-1]
         # few [Bc, L, L] temporaries: each one is a pass over memory that costs as much as the arithmetic
-        d2 = (c[:, :, None, 0] - c[:, None, :, 0]).square_()  # [Bc, L, L], exact 0 for equal points
-        d2.add_((c[:, :, None, 1] - c[:, None, :, 1]).square_())
+        d2 = _pairwise_d2(c, c)  # [Bc, L, L]
         lhs = c.new_empty(bc, L + m, L + m)
         lg = None
         if order == 2:  # phi = d2 log(d2) / 2, written straight into the matrix
