@@ -36,13 +36,13 @@ def photos(tmp_path_factory):
     from PIL import Image
 
     from normface_lib.apps.colour import perturb_exposure_white_balance
+    from normface_lib.preprocessing import load_image
 
     d = tmp_path_factory.mktemp("photos")
     Image.fromarray(skimage.data.astronaut()).save(d / "astronaut.jpg")
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         (d / "hopper.jpg").write_bytes(f.read())
-    photo = torch.from_numpy(np.asarray(Image.open(d / "hopper.jpg").convert("RGB")).copy()).permute(2, 0, 1) / 255
-    dark, _ = perturb_exposure_white_balance(photo.float(), exposure_stops=-1.0, wb_gains=[1, 1, 1])
+    dark, _ = perturb_exposure_white_balance(load_image(d / "hopper.jpg"), exposure_stops=-1.0, wb_gains=[1, 1, 1])
     Image.fromarray((dark.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(d / "dark.png")
     (d / "notes.txt").write_text("not an image")
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(d / "blank.png")

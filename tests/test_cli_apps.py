@@ -2,18 +2,13 @@
 portraits (bad inputs for correct-colour are tested with normalize in test_cli.py, by the same parametrised test)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from normface_lib import cli
 from normface_lib.apps.avatar import load_obj
 from normface_lib.apps.colour import colour_error
-
-
-def _load(path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+from normface_lib.preprocessing import load_image
 
 
 def test_correct_colour_grey_model_corrects_exposure_only(tiny_checkpoint, photos, tmp_path, capsys):
@@ -23,8 +18,8 @@ def test_correct_colour_grey_model_corrects_exposure_only(tiny_checkpoint, photo
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all("exposure only" in l and "grey" in l for l in lines)
-    original, dark = _load(photos / "hopper.jpg"), _load(photos / "dark.png")
-    fixed_orig, fixed_dark = _load(out / "hopper.png"), _load(out / "dark.png")
+    original, dark = load_image(photos / "hopper.jpg"), load_image(photos / "dark.png")
+    fixed_orig, fixed_dark = load_image(out / "hopper.png"), load_image(out / "dark.png")
     assert fixed_orig.shape == original.shape and fixed_dark.shape == dark.shape  # the whole photo, same size
     # the same photo at two exposures is corrected to (nearly) the same exposure: exposure is undone
     assert colour_error(fixed_dark, fixed_orig)["mae"] < 0.3 * colour_error(dark, original)["mae"]
