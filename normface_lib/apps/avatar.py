@@ -142,10 +142,9 @@ def load_obj(path: str | os.PathLike, load_texture: bool = True) -> Mesh:
                 if line.strip().startswith("map_Kd"):
                     img = path.parent / line.split(None, 1)[1].strip()
                     if img.is_file():
-                        from PIL import Image
+                        from ..preprocessing import load_image
 
-                        arr = np.asarray(Image.open(img).convert("RGB"), dtype=np.float32) / 255.0
-                        texture = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+                        texture = load_image(img)
     return Mesh(V, Fc, uvs, texture)
 
 
