@@ -319,6 +319,23 @@ def orl_landmarks(online: bool = False, cache: bool = True, verbose: bool = Fals
     return _ORL_MEMO[online]
 
 
+def orl_rows(people: Sequence[str], photo_numbers: Sequence[int] = tuple(range(1, 11)), online: bool = False
+             ) -> list[int]:
+    """Rows of :func:`orl_landmarks`' arrays for the given people (``"orl/s5"`` names, as in :func:`orl_splits`) and
+    ORL photo numbers (1..10), person by person. Raises :class:`InputError` for an unknown person or photo."""
+    _, _, names, _ = orl_landmarks(online)
+    rows = []
+    for person in people:
+        short = str(person).split("/")[-1]
+        if short not in names:
+            raise InputError(f"unknown ORL person {person!r}; names look like 'orl/s5' (s1..s40).")
+        for k in photo_numbers:
+            if not 1 <= int(k) <= 10:
+                raise InputError(f"ORL photos are numbered 1..10, got {k}.")
+            rows.append(names.index(short) * 10 + int(k) - 1)
+    return rows
+
+
 def orl_splits(seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2, online: bool = False) -> dict:
     """Fixed, seeded ORL splits.
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -633,7 +634,10 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
         conditions: subset of ``("clean", "hard")``.
         target_landmarks: ``[N,68,2]`` the frontal targets' landmarks, for the landmark error (clean only).
         methods: subset of :data:`METHODS`.
-        details: keep per-row values and output images in the result (under ``"_details"``).
+        details: keep per-row values and output images in the result (under ``"_details"``): per condition
+            ``inputs``, ``outputs`` (method → images), per judge and method the ``[N]`` rows of each metric, per
+            judge ``spread`` (``input``/``normface`` ``[P]``), ``pixel_spread`` (``[P]``); ``landmarks`` (method →
+            ``[N]`` errors, clean).
 
     Returns:
         ``{condition: {judge: {"metrics": {method: {metric: float}}, "ci": {method: {metric: [lo, hi]}}}}``, plus
@@ -666,6 +670,7 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
                 det[cond][j][m] = rows
             emb_in = ref[j] if cond == "clean" else judge.embed(x)
             s_in, s_out = embedding_spread(emb_in, person), embedding_spread(emb_out["normface"], person)
+            det[cond][j]["spread"] = {"input": s_in, "normface": s_out}
             block["invariance"] = {"spread_in": float(s_in.mean()), "spread_out": float(s_out.mean()),
                                    "spread_in_ci": list(bootstrap_ci(s_in, torch.arange(len(s_in)), n_boot, seed=seed)),
                                    "spread_out_ci": list(bootstrap_ci(s_out, torch.arange(len(s_out)), n_boot,
@@ -673,14 +678,17 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
             res[cond][j] = block
         pin, pout = pixel_spread(x, person), pixel_spread(outs["normface"]["image"], person)
         res[cond]["pixel_spread"] = {"input": float(pin.mean()), "normface": float(pout.mean())}
+        det[cond]["pixel_spread"] = {"input": pin, "normface": pout}
         if cond == "clean" and target_landmarks is not None:
             lm = {}
             for m in ("normface", "mean_face", "nearest_identity", "linear"):
                 if m in outs and outs[m].get("landmarks") is not None:
                     e = landmark_error(outs[m]["landmarks"], target_landmarks)
                     lm[m] = summarize(e, person, n_boot, seed)
+                    det.setdefault("landmarks", {})[m] = e
             res["landmarks"] = lm
     if details:
+        det["person"] = person
         res["_details"] = det
     return res
 
@@ -836,7 +844,7 @@ def robustness(model, images: torch.Tensor, person: torch.Tensor, judge: Judge, 
                gallery_person: torch.Tensor, exclude: torch.Tensor | None,
                kinds: Sequence[str] = ("occluder", "light", "blur", "grey", "rotation"),
                strengths: Mapping[str, Sequence[float]] | None = None, seed: int = 0,
-               n_boot: int = 1000) -> dict:
+               n_boot: int = 1000, details: bool = False) -> dict:
     """Identity preservation of normface vs align-only as each perturbation grows.
 
     Args:
@@ -848,7 +856,9 @@ def robustness(model, images: torch.Tensor, person: torch.Tensor, judge: Judge, 
     Returns:
         ``{kind: [{"strength", "mean_distance", "mean_distance_ci", "rank1", "rank1_ci", "input_rank1"}, ...]}``,
         where distances are between the output and the *clean* input and ``input_rank1`` identifies the perturbed
-        input itself (how much the perturbation hurts the judge before any normalization).
+        input itself (how much the perturbation hurts the judge before any normalization). With ``details``, each
+        row also holds ``"_rows"``: ``{"distance", "rank1", "input_rank1"}`` ``[N]`` float64 per-photo values (keys
+        starting with ``_`` are left out of ``metrics.json``).
     """
     strengths = strengths or {k: [0.0, DEFAULT_STRENGTH[k] / 2, DEFAULT_STRENGTH[k]] for k in kinds}
     ref = judge.embed(images)
@@ -862,12 +872,62 @@ def robustness(model, images: torch.Tensor, person: torch.Tensor, judge: Judge, 
             d = (e_out.double() - ref.double()).norm(dim=1)
             c = rank1(e_out, person, gallery, gallery_person, exclude).double()
             ci_in = rank1(e_in, person, gallery, gallery_person, exclude).double()
-            rows.append({"strength": float(s), "mean_distance": float(d.mean()),
-                         "mean_distance_ci": list(bootstrap_ci(d, person, n_boot, seed=seed)),
-                         "rank1": float(c.mean()), "rank1_ci": list(bootstrap_ci(c, person, n_boot, seed=seed)),
-                         "input_rank1": float(ci_in.mean())})
+            row = {"strength": float(s), "mean_distance": float(d.mean()),
+                   "mean_distance_ci": list(bootstrap_ci(d, person, n_boot, seed=seed)),
+                   "rank1": float(c.mean()), "rank1_ci": list(bootstrap_ci(c, person, n_boot, seed=seed)),
+                   "input_rank1": float(ci_in.mean())}
+            if details:
+                row["_rows"] = {"distance": d, "rank1": c, "input_rank1": ci_in}
+            rows.append(row)
         res[kind] = rows
     return res
+
+
+# ============================================================================================== one run, as notebook 03
+#: The robustness sweep of a run: each perturbation at half and at its full default strength.
+ROBUSTNESS_KINDS = ("occluder", "light", "blur", "rotation")
+ROBUSTNESS_STRENGTHS = {k: (DEFAULT_STRENGTH[k] / 2, DEFAULT_STRENGTH[k]) for k in ROBUSTNESS_KINDS}
+
+
+def training_block(run_dir: str | Path) -> dict:
+    """The figures of a training run's ``summary.json`` that a reader compares: steps done, the mean of the last
+    logged losses, and the final losses on the training inputs and each held-out split (``eval``)."""
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    return {"steps_done": summary["steps_done"], "last_losses": summary["last_losses"],
+            "eval": {split: {k: v for k, v in e.items() if isinstance(v, float)}
+                     for split, e in summary.get("eval", {}).items()}}
+
+
+def evaluate_run(model, run_dir: str | Path, tables: Mapping[str, Any], profile: str = "quick", seed: int = 0,
+                 n_boot: int = 1000, lfw=None, judges: Mapping[str, Judge] | None = None,
+                 details: bool = False) -> dict:
+    """Everything notebook 03 reports about one trained run (``results/<profile>/metrics.json``): the
+    :func:`evaluate_model` figures, the robustness sweep (:data:`ROBUSTNESS_STRENGTHS`, unseen people, independent
+    judge) under ``"robustness"``, and :func:`training_block` under ``"training"``.
+
+    The seed study (:mod:`normface_lib.results`) calls the same function for every training seed, so that the
+    bands a rerun is checked against are measured on exactly these figures.
+
+    Args:
+        model: :class:`~normface_lib.model.NormFace`. run_dir: its training run folder (holds ``summary.json``).
+        tables, profile, seed, n_boot, lfw, judges, details: as in :func:`evaluate_model` (``details`` also keeps
+            the sweep's per-photo rows).
+    """
+    out = evaluate_model(model, tables, profile=profile, seed=seed, n_boot=n_boot, lfw=lfw, judges=judges,
+                         details=True)
+    judges = out["_judges"]
+    j = judges[out["judge"]]
+    up = tables["unseen_people"]
+    rows = real_rows(up)
+    x, p = up.images[rows], up.person[rows]
+    out["robustness"] = {"judge": j.name, "curves": robustness(
+        model, x, p, j, j.embed(x), p, torch.arange(len(x)), kinds=ROBUSTNESS_KINDS,
+        strengths=ROBUSTNESS_STRENGTHS, seed=seed, n_boot=n_boot, details=details)}
+    out["training"] = training_block(run_dir)
+    if not details:
+        for k in ("_details", "_baselines", "_judges"):
+            out.pop(k)
+    return out
 
 
 # ============================================================================================== ablations
@@ -1000,5 +1060,7 @@ def to_json(metrics: Mapping[str, Any], path: str | Path, nd: int = 4) -> Path:
     data = _round(clean(metrics), nd)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: a reader never sees half a file
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
     return path

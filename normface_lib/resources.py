@@ -35,6 +35,30 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def results_dir(profile: str, committed: bool = False) -> Path:
+    """Where a notebook run writes its figures (``metrics.json``) for ``profile``.
+
+    ``committed=True``: the repository's ``results/<profile>`` (what the book shows and the tests compare against).
+    Otherwise ``$NORMFACE_RESULTS/<profile>`` when that variable is set (``make book`` and ``make test`` set it, so
+    a rebuild never overwrites the committed figures), else the committed folder (``make notebooks``).
+    """
+    env = os.environ.get("NORMFACE_RESULTS")
+    base = Path(env) if env and not committed else _REPO_ROOT / "results"
+    return base / profile
+
+
+def library_sha256() -> str:
+    """sha256 over every ``.py`` file of the installed ``normface_lib`` (relative path and bytes, sorted by path).
+
+    Recorded in the provenance of precomputed results: when it no longer matches, the code that made them changed.
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py"), key=lambda q: q.relative_to(root).as_posix()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def repo_data_dir() -> Path:
     """The committed ``data/`` folder of a source checkout (small files: mean shape, checksums)."""
     return _REPO_ROOT / "data"

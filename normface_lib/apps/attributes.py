@@ -229,3 +229,23 @@ def spread_table(raw_attrs: Mapping[str, Sequence[float]], norm_attrs: Mapping[s
         rows.append({"attribute": k, "raw_spread": r, "normalized_spread": n,
                      "ratio": n / r if r and np.isfinite(r) and np.isfinite(n) else float("nan")})
     return rows
+
+
+def photo_and_normalized_attributes(model, table) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The attributes of notebook 04's stability test, on each aligned photo and on its normalized face.
+
+    Args:
+        model: a :class:`~normface_lib.model.NormFace`.
+        table: a :class:`~normface_lib.data.FaceTable` of aligned crops ``images`` ``[N,3,S,S]`` (float in [0,1])
+            with detected ``landmarks`` ``[N,68,2]`` (crop pixels).
+
+    Returns:
+        ``(raw, normalized)``: each ``{name: [N] float}`` with the :data:`GEOMETRIC_ATTRIBUTES` (raw: detected
+        landmarks; normalized: predicted landmarks) and ``"skin_lightness"`` (CIELAB L* of the skin pixels).
+    """
+    out = model.normalize_crops(table.images)
+    raw = {**geometric_attributes(table.landmarks),
+           "skin_lightness": appearance_attributes(table.images, table.landmarks)["skin_lightness"]}
+    norm = {**geometric_attributes(out["landmarks"]),
+            "skin_lightness": appearance_attributes(out["image"], out["landmarks"])["skin_lightness"]}
+    return raw, norm
