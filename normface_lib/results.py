@@ -54,9 +54,9 @@ RATE_FLOOR = 1.0 / 64
 #: Smallest band of any other figure: ``metrics.json`` rounds to 4 decimals, and two roundings differ by ≤ 1e-4.
 VALUE_FLOOR = 2e-4
 RATE_NAMES = ("rank1", "frac_below_threshold", "input_rank1", "tar_train", "far")
-#: Keys that are not results (timings, provenance, descriptions): never compared.
-SKIP_KEYS = ("seconds", "provenance", "strength", "n_boot", "seed", "size", "n_people", "n_photos", "n", "n_detected",
-             "chance_rank1", "steps", "steps_done", "hard", "linear_ridge_over_D")
+#: Keys that are not results: timings, provenance, and the ``info`` blocks (sizes, seeds, settings, chance levels),
+#: and the strengths of the robustness sweep (settings). Never compared.
+SKIP_KEYS = ("seconds", "provenance", "info", "strength")
 
 MEASURES = {"rank1": ("rank-1", True), "frac_below_threshold": ("fraction below threshold", True),
             "mean_distance": ("mean distance", False)}
@@ -223,7 +223,7 @@ def _ablation_rows(profile: str, s: int, steps: int, tables, judges, root: Path,
 
 
 def run_study(profile: str = "quick", seeds: Sequence[int] = SEEDS, ablation_steps: int = ABLATION_STEPS,
-              n_boot: int = N_BOOT, out: str | os.PathLike | None = None, log=print,
+              n_boot: int = N_BOOT, out: str | os.PathLike | None = None, log=None,
               **overrides: Any) -> Path:
     """Train and evaluate every seed, compute every comparison, write ``results/<profile>/seeds.json``.
 
@@ -237,6 +237,7 @@ def run_study(profile: str = "quick", seeds: Sequence[int] = SEEDS, ablation_ste
     from .model import NormFace
     from .train import profile_config
 
+    log = log or (lambda line: print(line, flush=True))
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise InputError(f"the study needs at least two distinct seeds, got {seeds}.")
@@ -282,11 +283,11 @@ def _stack(rows: Sequence[Mapping], get) -> np.ndarray:
 
 
 def _add(out: list, cid: str, group: str, a, b, person, higher: bool, subject: str, other: str, measure: str,
-         **where: Any) -> None:
+         unit: str = "people", **where: Any) -> None:
     c = paired_difference(a, b, person, higher_is_better=higher, n_boot=2000, seed=0)
     verb = "are" if subject.endswith("outputs") else "is"
-    out.append({"id": cid, "group": group, "subject": subject, "other": other, "measure": measure, **where, **c,
-                "sentence": describe(c, subject, other, measure, verb=verb)})
+    out.append({"id": cid, "group": group, "subject": subject, "other": other, "measure": measure, "unit": unit,
+                **where, **c, "sentence": describe(c, subject, other, measure, verb=verb, unit=unit)})
 
 
 def compare_seeds(rows: Sequence[Mapping], abl: Sequence[Mapping], judges: Mapping[str, Any], tables) -> list[dict]:
@@ -335,9 +336,9 @@ def compare_seeds(rows: Sequence[Mapping], abl: Sequence[Mapping], judges: Mappi
                 db = _to_numpy(rows[0]["lfw"][j][m])
                 _add(out, f"lfw/{j}/frac_below_threshold/{m}", "lfw", (d < judge.threshold).astype(float),
                      (db < judge.threshold).astype(float), ids, True, "normface", BASELINE_LABELS[m],
-                     "fraction below threshold", judge=j, metric="frac_below_threshold", baseline=m)
+                     "fraction below threshold", unit="photos", judge=j, metric="frac_below_threshold", baseline=m)
                 _add(out, f"lfw/{j}/mean_distance/{m}", "lfw", d, db, ids, False, "normface", BASELINE_LABELS[m],
-                     "mean distance", judge=j, metric="mean_distance", baseline=m)
+                     "mean distance", unit="photos", judge=j, metric="mean_distance", baseline=m)
     # robustness sweep: output under a perturbation vs output on clean photos, and vs the perturbed photo itself
     indep = ev.independent_judge(next(iter(judges)))
     clean_r1 = _stack(rows, lambda r: r["unseen_people"]["clean"][indep]["normface"]["rank1"])

@@ -160,14 +160,15 @@ def relabel(rows: np.ndarray, person: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum((p[1:] != p[:-1]) | (np.diff(rows) <= 0))])
 
 
-def describe(comparison: dict[str, Any], subject: str, other: str, measure: str, nd: int = 3, verb: str = "is"
-             ) -> str:
+def describe(comparison: dict[str, Any], subject: str, other: str, measure: str, nd: int = 3, verb: str = "is",
+             unit: str = "people") -> str:
     """The sentence a reader sees for a comparison, chosen by its verdict.
 
     ``describe(c, "normface", "the mean face", "fraction below threshold")`` →
     ``"normface is better than the mean face (fraction below threshold, difference +0.338 [+0.213, +0.463],
     3 seeds × 8 people)"``; for no detectable difference: ``"no difference detectable with this data between
-    normface and the mean face (…)"``. ``verb`` agrees with a plural subject (``"are"``).
+    normface and the mean face (…)"``. ``verb`` agrees with a plural subject (``"are"``); ``unit`` names what the
+    bootstrap resampled (people, or photos where identities are unknown).
     """
     if "difference" in comparison:
         v, ref = comparison["difference"], 0.0
@@ -178,7 +179,7 @@ def describe(comparison: dict[str, Any], subject: str, other: str, measure: str,
     lo, hi = comparison["ci"]
     sign = "+" if ref == 0.0 else ""
     nums = (f"{measure}, {what} {v:{sign}.{nd}f} [{lo:{sign}.{nd}f}, {hi:{sign}.{nd}f}], "
-            f"{comparison['n_seeds']} seeds × {comparison['n_people']} people")
+            f"{comparison['n_seeds']} seeds × {comparison['n_people']} {unit}")
     if comparison["verdict"] == VERDICTS[2]:
         return f"no difference detectable with this data between {subject} and {other} ({nums})"
     return f"{subject} {verb} {comparison['verdict']} than {other} ({nums})"
