@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 # The notebooks and tests are sized for 2 CPU cores.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install book test notebooks benchmarks vendor clean
+.PHONY: install book test notebooks results benchmarks vendor clean
 
 ## install: create .venv (if missing) and install normface with everything the book and tests need
 install: $(STAMP)
@@ -22,24 +22,33 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 ## book: execute every notebook with the quick profile and build the HTML book into _build/html
+## (the figures the notebooks write go to _build/results: the committed results/ are never overwritten)
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W --keep-going
+	NORMFACE_RESULTS=$(CURDIR)/_build/results $(BIN)/jupyter-book build . -W --keep-going
 	@echo "Open _build/html/index.html"
 
-## test: unit tests, the book build from the committed notebooks, then nbval re-executes every notebook
+## test: unit tests, the book build from the committed notebooks, nbval re-executes every notebook (writing its
+## figures to _build/rerun), then every re-executed figure is checked against results/ within its band
 test: $(STAMP)
-	$(BIN)/python -m pytest tests book notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	    --nbval-cell-timeout=1800 -p no:cacheprovider
+	rm -rf _build/rerun
+	NORMFACE_RESULTS=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests book notebooks --ignore=tests/test_rerun.py \
+	    --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800 -p no:cacheprovider
+	NORMFACE_RERUN=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests/test_rerun.py -p no:cacheprovider
 
-## notebooks: re-execute the notebooks in place with the quick profile (do this before committing them)
+## results: the seed study behind every verdict (results/quick/seeds.json; about 25 minutes on 2 CPU cores)
+results: $(STAMP)
+	$(BIN)/python -m normface_lib.results run
+
+## notebooks: re-execute the notebooks in place with the quick profile (do this before committing them); notebook 03
+## rewrites results/quick/metrics.json
 notebooks: $(STAMP)
-	for nb in book/*.ipynb notebooks/[0-9]*.ipynb; do \
+	for nb in notebooks/[0-9]*.ipynb book/*.ipynb; do \
 	    $(BIN)/papermill --cwd $$(dirname $$nb) --log-level WARNING $$nb $$nb || exit 1; done
 
-## benchmarks: print the figures the issues ask for (encoders, warp, normalize)
+## benchmarks: print the figures the issues ask for (encoders, warp, normalize); the book renders the JSON files
 benchmarks: $(STAMP)
-	$(BIN)/python benchmarks/encoders.py
-	$(BIN)/python benchmarks/warp.py
+	$(BIN)/python benchmarks/encoders.py --thresholds --json results/measured/encoders.json
+	$(BIN)/python benchmarks/warp.py --json results/measured/warp.json
 	$(BIN)/python benchmarks/normalize.py
 
 ## vendor: refresh the offline JavaScript in book/vendor from the npm registry

@@ -132,7 +132,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--people", type=int, default=40, help="ORL people used for the AUC (all 10 photos each)")
     ap.add_argument("--thresholds", action="store_true", help="also print each encoder's ORL equal-error threshold")
+    ap.add_argument("--json", default=None, help="also write the figures, with provenance, to this JSON file")
     args = ap.parse_args(argv)
+    figures = {}
     torch.set_num_threads(args.threads)
     from normface_lib.encoders import ENCODER_NAMES, load_encoder
 
@@ -151,8 +153,14 @@ def main(argv=None) -> None:
         auc = verification_auc(emb, ids)
         ms = time_fwd_bwd(enc)
         print(f"encoder={name} ref_max_abs_diff={ref:.3e} orl_auc={auc:.4f} ms_fwd_bwd_b8={ms:.1f}", flush=True)
+        figures[name] = {"ref_max_abs_diff": ref, "orl_auc": auc, "ms_fwd_bwd_b8": ms}
         if args.thresholds:
-            print(f"  {name}: ORL equal-error threshold {eer_threshold(emb, ids):.4f}")
+            figures[name]["eer_threshold"] = eer_threshold(emb, ids)
+            print(f"  {name}: ORL equal-error threshold {figures[name]['eer_threshold']:.4f}")
+    if args.json:
+        from normface_lib.results import _write_json, provenance
+        _write_json({"encoders": figures, "provenance": provenance(benchmark="encoders", **vars(args))},
+                    Path(args.json))
 
 
 if __name__ == "__main__":

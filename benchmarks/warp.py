@@ -99,6 +99,7 @@ def main(argv=None) -> None:
                     help=f"fast-mode lattice spacing in px (default: size/{warp.DEFAULT_GRID_CELLS})")
     ap.add_argument("--reg", type=float, default=warp.DEFAULT_REG)
     ap.add_argument("--no-kornia", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the figures, with provenance, to this JSON file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     seed_everything(0)
@@ -179,6 +180,13 @@ def main(argv=None) -> None:
     print(f"fast / floor: median of per-round ratios {paired:.3f}, ratio of medians {med['fast'] / med['floor']:.3f}")
     print(f"speedup_vs_kornia={speedup:.3f} ratio_to_grid_sample={paired:.3f} "
           f"mean_err_px={mean_err:.5f} p99_err_px={p99_err:.5f} max_err_px={max_err:.4f}")
+    if args.json:
+        from normface_lib.results import _write_json, provenance
+        _write_json({"speedup_vs_kornia": speedup, "ratio_to_grid_sample": paired,
+                     "ratio_of_medians": med["fast"] / med["floor"],
+                     "exact_speedup_vs_kornia": med["kornia"] / med["exact"] if "kornia" in med else None,
+                     "median_seconds": med, "mean_err_px": mean_err, "p99_err_px": p99_err, "max_err_px": max_err,
+                     "provenance": provenance(benchmark="warp", **vars(args))}, Path(args.json))
 
 
 if __name__ == "__main__":

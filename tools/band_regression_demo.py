@@ -1,0 +1,55 @@
+"""Do the rerun bands still catch a real regression? Train deliberate regressions and check them.
+
+    python tools/band_regression_demo.py [--out results/measured/band_regressions.json]
+
+Trains the quick model with half the training steps and, separately, without the identity loss (everything else as
+the profile), evaluates each exactly as notebook 03 does (:func:`normface_lib.evaluate.evaluate_run`), and checks
+the figures against the committed ``results/quick/metrics.json`` with the seed study's bands
+(:func:`normface_lib.results.band_violations`). A useful band lets an honest rerun through and stops these.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from normface_lib import data, resources, results  # noqa: E402
+from normface_lib import evaluate as ev  # noqa: E402
+from normface_lib.model import NormFace  # noqa: E402
+from normface_lib.train import profile_config, train  # noqa: E402
+
+CHANGES = {"half the training steps": dict(steps=400, warmup_steps=10),
+           "identity loss off": dict(identity_weight=0.0, identity_every=0)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "results" / "measured" / "band_regressions.json"))
+    args = ap.parse_args(argv)
+    committed = json.loads((resources.results_dir("quick", committed=True) / results.METRICS_NAME).read_text())
+    study = results.load_study("quick")
+    size = profile_config("quick").size
+    tables, lfw = ev.load_eval_tables(size), data.load_lfw(size)
+    report = {}
+    for name, change in CHANGES.items():
+        run = resources.cache_dir("regressions", name.replace(" ", "-"))
+        train(profile_config("quick", **change), run, progress=False, force=True, tables=dict(tables))
+        metrics = ev.evaluate_run(NormFace.from_pretrained(run, device="cpu"), run, tables, lfw=lfw)
+        rerun = json.loads(json.dumps(ev._round({k: v for k, v in metrics.items() if not k.startswith("_")})))
+        bad = results.band_violations(rerun, committed, study)
+        report[name] = {"change": change, "figures_outside": len(bad), "figures": len(results.figures(committed)),
+                        "examples": bad[:8]}
+        print(f"{name}: {len(bad)} of {len(results.figures(committed))} figures outside their bands")
+        for line in bad[:8]:
+            print("   ", line)
+    results._write_json({"regressions": report, "provenance": results.provenance(tool="band_regression_demo")},
+                        Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
