@@ -61,7 +61,7 @@ def typed_figures(text: str) -> list[str]:
     for kind, pat in PATTERNS.items():
         for m in re.finditer(pat, prose):
             tok = m.group(0).strip()
-            if tok.replace(" ", " ") in ALLOWED or tok in ALLOWED:
+            if tok.replace("\u00a0", " ") in ALLOWED:  # a no-break space counts as a space
                 continue
             start = max(0, m.start() - 40)
             found.append(f"{kind} {tok!r} in “…{prose[start:m.end() + 20].strip()}…”".replace("\n", " "))

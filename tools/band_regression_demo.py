@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         run = resources.cache_dir("regressions", name.replace(" ", "-"))
         train(profile_config("quick", **change), run, progress=False, force=True, tables=dict(tables))
         metrics = ev.evaluate_run(NormFace.from_pretrained(run, device="cpu"), run, tables, lfw=lfw)
-        rerun = json.loads(json.dumps(ev._round({k: v for k, v in metrics.items() if not k.startswith("_")})))
+        rerun = json.loads(ev.to_json(metrics, run / "metrics.json").read_text())  # as notebook 03 writes it
         bad = results.band_violations(rerun, committed, study)
         report[name] = {"change": change, "figures_outside": len(bad), "figures": len(results.figures(committed)),
                         "examples": bad[:8]}
