@@ -31,13 +31,13 @@ book: $(STAMP)
 ## figures to _build/rerun), then every re-executed figure is checked against results/ within its band
 test: $(STAMP)
 	rm -rf _build/rerun
-	NORMFACE_RESULTS=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests book notebooks --ignore=tests/test_rerun.py \
+	NORMFACE_RESULTS=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests book notebooks --ignore=tests/study/test_rerun.py \
 	    --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800 -p no:cacheprovider
-	NORMFACE_RERUN=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests/test_rerun.py -p no:cacheprovider
+	NORMFACE_RERUN=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests/study/test_rerun.py -p no:cacheprovider
 
 ## results: the seed study behind every verdict (results/quick/seeds.json; about 25 minutes on 2 CPU cores)
 results: $(STAMP)
-	$(BIN)/python -m normface_lib.results run
+	$(BIN)/python -m normface_lib.study run
 
 ## notebooks: re-execute the notebooks in place with the quick profile (do this before committing them); notebook 03
 ## rewrites results/quick/metrics.json

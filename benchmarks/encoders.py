@@ -9,7 +9,7 @@ Run ``python benchmarks/encoders.py``; prints one line per encoder::
   512-D embeddings) on 160 px network inputs; ``dlib-resnet`` vs ``dlib.face_recognition_model_v1
   .compute_face_descriptor`` on the same 150 px uint8 chips (128-D raw descriptors).
 * ``orl_auc``: same-vs-different verification ROC AUC of embedding distances over all pairs of the 400 ORL photos
-  (79,800 pairs), canonical crops of 160 px from ``normface_lib.preprocessing``.
+  (79,800 pairs), canonical crops of 160 px from ``normface_lib.faces``.
 * ``ms_fwd_bwd_b8``: median milliseconds of ``embed`` + backward to the input for a batch of 8 160 px crops.
 
 Encoders that are not available here print ``encoder=<name> skipped: <reason>``.
@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from normface_lib import resources  # noqa: E402
-from normface_lib.errors import MissingWeightsError  # noqa: E402
+from normface_lib.core import resources  # noqa: E402
+from normface_lib.core.errors import MissingWeightsError  # noqa: E402
 
 ORL_SIZE = 160
 
@@ -45,10 +45,10 @@ def orl_landmarks(people: range | list[int] = range(1, 41), photos: range | list
 
 def orl_crops(size: int = ORL_SIZE, people=range(1, 41), photos=range(1, 11)):
     """Canonical crops of ORL photos: ``[N,3,size,size]`` float in ``[0,1]`` (border-replicated) and ids ``[N]``."""
-    from normface_lib import preprocessing as pp
+    from normface_lib import faces
 
     images, lms, ids = orl_landmarks(people, photos)
-    crops = pp.align_faces(images, lms, size, padding_mode="border")[0]
+    crops = faces.align_faces(images, lms, size, padding_mode="border")[0]
     return crops.clamp(0, 1), ids
 
 
@@ -158,8 +158,8 @@ def main(argv=None) -> None:
             figures[name]["eer_threshold"] = eer_threshold(emb, ids)
             print(f"  {name}: ORL equal-error threshold {figures[name]['eer_threshold']:.4f}")
     if args.json:
-        from normface_lib.results import _write_json, provenance
-        _write_json({"encoders": figures, "provenance": provenance(benchmark="encoders", **vars(args))},
+        from normface_lib.core.provenance import provenance
+        resources.write_json({"encoders": figures, "provenance": provenance(benchmark="encoders", **vars(args))},
                     Path(args.json))
 
 

@@ -16,8 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from normface_lib.model import NormFace, default_checkpoint  # noqa: E402
-from normface_lib.train import profile_config, train  # noqa: E402
+from normface_lib.pipeline import NormFace, default_checkpoint  # noqa: E402
+from normface_lib.training import profile_config, train  # noqa: E402
 
 
 def main(repeats: int = 9) -> None:

@@ -37,19 +37,20 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from normface_lib import resources, warp  # noqa: E402
-from normface_lib.utils import seed_everything  # noqa: E402
+from normface_lib import warp  # noqa: E402
+from normface_lib.core import resources  # noqa: E402
+from normface_lib.core.runtime import seed_everything  # noqa: E402
 
 
 def orl_landmarks(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """``n`` aligned ORL crops ``[n,3,S,S]`` and their landmarks ``[n,68,2]`` (crop pixels), and how they were made."""
     paths = [resources.orl_dir() / f"s{i}" / "1.pgm" for i in range(1, n + 1)]
     try:
-        from normface_lib import preprocessing as P
+        from normface_lib import faces as P
         images = [P.load_image(p) for p in paths]
         lms = torch.stack([P.detect_landmarks(im, name=str(p)) for im, p in zip(images, paths)])
         out = P.align_faces(images, lms, size)
-        return out[0], out[1], "normface_lib.preprocessing (MTCNN + dlib 68, similarity alignment)"
+        return out[0], out[1], "normface_lib.faces (MTCNN + dlib 68, similarity alignment)"
     except ImportError:
         pass
     # fallback while preprocessing is unavailable: dlib on the whole photo + a similarity from the eye/mouth centres
@@ -147,7 +148,7 @@ def main(argv=None) -> None:
         if n_coinc:  # kornia's unregularised system is singular on exactly coincident points: nudge them
             dup = (d2 < 1e-6).triu().any(1)  # [B, 68]: points that repeat an earlier one
             dst_k[dup] += 1e-3
-            kornia_note = f" (coincident destination points nudged by 1e-3 px for kornia)"
+            kornia_note = " (coincident destination points nudged by 1e-3 px for kornia)"
 
         def run_kornia():
             im = image.detach().requires_grad_()
@@ -181,8 +182,8 @@ def main(argv=None) -> None:
     print(f"speedup_vs_kornia={speedup:.3f} ratio_to_grid_sample={paired:.3f} "
           f"mean_err_px={mean_err:.5f} p99_err_px={p99_err:.5f} max_err_px={max_err:.4f}")
     if args.json:
-        from normface_lib.results import _write_json, provenance
-        _write_json({"speedup_vs_kornia": speedup, "ratio_to_grid_sample": paired,
+        from normface_lib.core.provenance import provenance
+        resources.write_json({"speedup_vs_kornia": speedup, "ratio_to_grid_sample": paired,
                      "ratio_of_medians": med["fast"] / med["floor"],
                      "exact_speedup_vs_kornia": med["kornia"] / med["exact"] if "kornia" in med else None,
                      "median_seconds": med, "mean_err_px": mean_err, "p99_err_px": p99_err, "max_err_px": max_err,

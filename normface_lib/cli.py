@@ -1,30 +1,36 @@
 """The ``normface`` command.
 
     normface normalize PHOTO... -o OUTDIR [--checkpoint DIR] [--force]
-    normface train --profile quick --out DIR [--steps N] [--seed S] [--force]
+    normface train --profile quick --out DIR [--steps N] [--seed S] [--set KEY=VALUE ...] [--resume|--force]
     normface correct-colour PHOTO... -o OUTDIR [--checkpoint DIR] [--force]
     normface avatar PHOTO... -o OUTDIR [--checkpoint DIR] [--force]
 
 Every photo gets one line on stdout (or an error line on stderr); the exit code is 1 when any photo failed, 2 for
-a usage error. Nothing in OUTDIR is overwritten without ``--force``.
+a usage error. Nothing in OUTDIR is overwritten without ``--force``. ``torchrun --nproc_per_node N -m normface_lib.cli
+train ...`` trains with DDP (one line of output, from the first process).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from .errors import NormFaceError
+from PIL import Image
+
+from . import __version__
+from .apps.avatar import export_obj, fit_mesh
+from .apps.colour import correct_photo
+from .core.errors import InputError, NormFaceError, OverwriteError
+from .faces import load_image, to_uint8_hwc
+from .pipeline import NormFace
+from .training import PROFILES, profile_config, train
 
 
 def _save_png(image, path: Path, force: bool) -> None:
     """Write ``[3,H,W]`` float in ``[0,1]`` as PNG, refusing to overwrite unless ``force``."""
-    from PIL import Image
-
-    from .errors import OverwriteError
-    from .preprocessing import to_uint8_hwc
-
     if path.exists() and not force:
         raise OverwriteError(f"{path} exists; pass --force to overwrite it or choose another -o folder.")
     Image.fromarray(to_uint8_hwc(image)).save(path)
@@ -43,8 +49,6 @@ def _for_each_photo(photos: Sequence[str], work: Callable[[str], str]) -> int:
 
 
 def _load_model(args):
-    from .model import NormFace
-
     return NormFace.from_pretrained(args.checkpoint, device=args.device)
 
 
@@ -67,25 +71,41 @@ def cmd_normalize(args) -> int:
     return 1 if _for_each_photo(args.photos, work) else 0
 
 
-def cmd_train(args) -> int:
-    from .train import profile_config, train
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs of ``--set`` as a dict; VALUE is read as JSON when it parses (numbers, true/false, null,
+    lists), else kept as a string."""
+    over: dict[str, Any] = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise InputError(f"--set expects KEY=VALUE (e.g. --set width=0.5), got {kv!r}.")
+        k, v = kv.split("=", 1)
+        try:
+            over[k] = json.loads(v)
+        except json.JSONDecodeError:
+            over[k] = v
+    return over
 
+
+def cmd_train(args) -> int:
     out = Path(args.out)
-    overrides = {k: v for k, v in dict(steps=args.steps, seed=args.seed, device=args.device).items() if v is not None}
+    overrides = _overrides(args.set)
+    overrides.update({k: v for k, v in dict(steps=args.steps, seed=args.seed, device=args.device).items()
+                      if v is not None})
     config = profile_config(args.profile, **overrides)
     summary = train(config, out, progress=not args.quiet, resume=args.resume, force=args.force)
-    print(f"trained profile={config.profile} steps={config.steps} -> {out}")
-    if isinstance(summary, dict):
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained profile={config.profile} steps={config.steps} -> {out}")
         for k, v in summary.items():
             if isinstance(v, (int, float, str)):
                 print(f"  {k}: {v}")
+        for split, ev in summary.get("eval", {}).items():
+            print(f"  eval {split}: " + ", ".join(f"{m} {ev[m]:.4f}" for m in ("texture_l1", "image_l1",
+                                                                                  "landmark_rmse_px")))
     return 0
 
 
 def _refuse_existing(targets: Sequence[Path], force: bool) -> None:
     """Raise OverwriteError if any target exists and ``force`` is false (checked before any work is done)."""
-    from .errors import OverwriteError
-
     if not force:
         for t in targets:
             if t.exists():
@@ -94,9 +114,6 @@ def _refuse_existing(targets: Sequence[Path], force: bool) -> None:
 
 def cmd_correct_colour(args) -> int:
     """Correct each photo's exposure (and, with a colour-trained model, white balance) from its normalized face."""
-    from .apps.colour import correct_photo
-    from .preprocessing import load_image
-
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     model = _load_model(args)
@@ -122,8 +139,6 @@ def cmd_correct_colour(args) -> int:
 
 def cmd_avatar(args) -> int:
     """Fit the face mesh to each photo's normalized face and write OBJ + MTL + PNG texture."""
-    from .apps.avatar import export_obj, fit_mesh
-
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     model = _load_model(args)
@@ -144,6 +159,7 @@ def cmd_avatar(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="normface", description="Synthesize normalized faces from identity features "
                                 "(Cole et al., CVPR 2017).")
+    p.add_argument("--version", action="version", version=f"normface {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     n = sub.add_parser("normalize", help="turn photos into frontal, neutral, evenly lit faces (one PNG per face)")
@@ -156,11 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(func=cmd_normalize)
 
     t = sub.add_parser("train", help="train a decoder with a named profile")
-    t.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    t.add_argument("--profile", default="quick", choices=list(PROFILES))
     t.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder")
     t.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--device", default=None)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any TrainConfig field; VALUE is JSON (e.g. --set width=0.5 --set warp=false)")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     t.add_argument("--force", action="store_true", help="replace a checkpoint in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -17,7 +17,7 @@ def repo_root():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A real (tiny) decoder trained by the `normface train` code path on grey ORL faces for a few steps."""
-    from normface_lib.train import profile_config, train
+    from normface_lib.training import profile_config, train
 
     out = tmp_path_factory.mktemp("run")
     config = profile_config("quick", steps=6, batch_size=8, morph_bank_size=8, identity_every=0, checkpoint_every=6,
@@ -36,7 +36,7 @@ def photos(tmp_path_factory):
     from PIL import Image
 
     from normface_lib.apps.colour import perturb_exposure_white_balance
-    from normface_lib.preprocessing import load_image
+    from normface_lib.faces import load_image
 
     d = tmp_path_factory.mktemp("photos")
     Image.fromarray(skimage.data.astronaut()).save(d / "astronaut.jpg")

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from normface_lib.results import _write_json, machine  # noqa: E402
+from normface_lib.core.provenance import machine  # noqa: E402
+from normface_lib.core.resources import write_json  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     table[args.name] = {"command": " ".join(cmd), "seconds": seconds, "exit_status": rc, "note": args.note,
                         "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "machine": machine()}
-    _write_json(table, out)
+    write_json(table, out)
     print(f"{args.name}: {seconds / 60:.1f} min, exit status {rc}")
     return rc
 

@@ -15,7 +15,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..core.checks import as_landmarks, check_images, check_landmarks
+from ..core.errors import InputError
+from ..faces import LEFT_EYE, RIGHT_EYE, interocular
 
 #: Names and meanings of :func:`geometric_attributes` (dlib point numbers in brackets).
 GEOMETRIC_ATTRIBUTES = {
@@ -40,15 +42,9 @@ APPEARANCE_ATTRIBUTES = {
 
 
 def _check_landmarks(landmarks) -> torch.Tensor:
-    if not isinstance(landmarks, torch.Tensor):
-        landmarks = torch.as_tensor(np.asarray(landmarks, dtype=np.float64))
-    if landmarks.dim() == 2:
-        landmarks = landmarks[None]
-    if landmarks.dim() != 3 or landmarks.shape[1:] != (68, 2):
-        raise InputError(f"landmarks must be [B,68,2] (x, y) pixels in dlib order, got {tuple(landmarks.shape)}.")
-    if not torch.isfinite(landmarks).all():
-        raise InputError("landmarks contain NaN or infinite values.")
-    return landmarks.detach().double().cpu()
+    """``[B,68,2]`` or ``[68,2]`` finite landmarks (arrays accepted) as a float64 CPU batch."""
+    lm = as_landmarks(landmarks, dtype=torch.float64)
+    return lm[None] if lm.dim() == 2 else check_landmarks(lm, batched=True)
 
 
 def _d(lm: torch.Tensor, i, j) -> torch.Tensor:
@@ -71,8 +67,7 @@ def geometric_attributes(landmarks: torch.Tensor) -> dict[str, torch.Tensor]:
         InputError: wrong shape, non-finite values, or a degenerate face (zero eye distance or jaw width).
     """
     lm = _check_landmarks(landmarks)
-    L_EYE, R_EYE = list(range(36, 42)), list(range(42, 48))
-    iod = _d(lm, L_EYE, R_EYE)
+    iod = interocular(lm)
     jaw = _d(lm, 0, 16)
     height = _d(lm, [19, 24], 8)
     if bool((iod < 1e-9).any() | (jaw < 1e-9).any() | (height < 1e-9).any()):
@@ -87,10 +82,10 @@ def geometric_attributes(landmarks: torch.Tensor) -> dict[str, torch.Tensor]:
         "interocular_face_width": iod / jaw,
         "nose_length_width": _d(lm, 27, 33) / _d(lm, 31, 35).clamp_min(1e-9),
         "mouth_width_interocular": _d(lm, 48, 54) / iod,
-        "eye_aspect_ratio": (ear(L_EYE) + ear(R_EYE)) / 2,
+        "eye_aspect_ratio": (ear(LEFT_EYE) + ear(RIGHT_EYE)) / 2,
         "mouth_opening": (_d(lm, 61, 67) + _d(lm, 62, 66) + _d(lm, 63, 65)) / (3 * inner_w),
         "lower_face_ratio": _d(lm, 33, 8) / height,
-        "brow_height": (_d(lm, list(range(17, 22)), L_EYE) + _d(lm, list(range(22, 27)), R_EYE)) / (2 * iod),
+        "brow_height": (_d(lm, list(range(17, 22)), LEFT_EYE) + _d(lm, list(range(22, 27)), RIGHT_EYE)) / (2 * iod),
         "jaw_taper": _d(lm, 4, 12) / jaw,
     }
 
@@ -112,7 +107,7 @@ def skin_mask(landmarks: torch.Tensor, height: int, width: int) -> torch.Tensor:
     from skimage.draw import polygon
 
     lm = _check_landmarks(landmarks)[0].numpy()
-    iod = np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))
+    iod = float(interocular(torch.from_numpy(lm)))
     mask = np.zeros((height, width), bool)
 
     def fill(poly: np.ndarray, shrink: float = 0.2) -> None:
@@ -145,8 +140,6 @@ def appearance_attributes(images: torch.Tensor, landmarks: torch.Tensor) -> dict
         InputError: shape mismatch, values outside ``[0,1]``, or a mask with fewer than 10 pixels.
     """
     from skimage.color import rgb2lab
-
-    from ..utils import check_images
 
     check_images(images)
     lm = _check_landmarks(landmarks)
@@ -229,23 +222,3 @@ def spread_table(raw_attrs: Mapping[str, Sequence[float]], norm_attrs: Mapping[s
         rows.append({"attribute": k, "raw_spread": r, "normalized_spread": n,
                      "ratio": n / r if r and np.isfinite(r) and np.isfinite(n) else float("nan")})
     return rows
-
-
-def photo_and_normalized_attributes(model, table) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The attributes of notebook 04's stability test, on each aligned photo and on its normalized face.
-
-    Args:
-        model: a :class:`~normface_lib.model.NormFace`.
-        table: a :class:`~normface_lib.data.FaceTable` of aligned crops ``images`` ``[N,3,S,S]`` (float in [0,1])
-            with detected ``landmarks`` ``[N,68,2]`` (crop pixels).
-
-    Returns:
-        ``(raw, normalized)``: each ``{name: [N] float}`` with the :data:`GEOMETRIC_ATTRIBUTES` (raw: detected
-        landmarks; normalized: predicted landmarks) and ``"skin_lightness"`` (CIELAB L* of the skin pixels).
-    """
-    out = model.normalize_crops(table.images)
-    raw = {**geometric_attributes(table.landmarks),
-           "skin_lightness": appearance_attributes(table.images, table.landmarks)["skin_lightness"]}
-    norm = {**geometric_attributes(out["landmarks"]),
-            "skin_lightness": appearance_attributes(out["image"], out["landmarks"])["skin_lightness"]}
-    return raw, norm

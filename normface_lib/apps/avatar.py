@@ -31,8 +31,10 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..errors import InputError, OverwriteError
-from ..resources import assets_dir
+from ..core.checks import as_landmarks
+from ..core.errors import InputError, OverwriteError
+from ..core.resources import assets_dir
+from ..faces import apply_affine, fit_similarity, load_image
 
 #: The committed mesh file.
 MESH_PATH = assets_dir() / "canonical_face_model.obj"
@@ -142,8 +144,6 @@ def load_obj(path: str | os.PathLike, load_texture: bool = True) -> Mesh:
                 if line.strip().startswith("map_Kd"):
                     img = path.parent / line.split(None, 1)[1].strip()
                     if img.is_file():
-                        from ..preprocessing import load_image
-
                         texture = load_image(img)
     return Mesh(V, Fc, uvs, texture)
 
@@ -242,9 +242,8 @@ def derive_landmark_vertices(reference_landmarks: torch.Tensor, mesh: Mesh | Non
     """
     from scipy.optimize import linear_sum_assignment
 
-    from ..preprocessing import apply_affine, fit_similarity
 
-    ref = _landmarks68(reference_landmarks, "reference_landmarks")
+    ref = as_landmarks(reference_landmarks, "reference_landmarks", batched=False)
     mesh = mesh or canonical_mesh()
     P2 = torch.stack([mesh.vertices[:, 0], -mesh.vertices[:, 1]], 1)
     a_idx = list(ANCHORS)
@@ -266,17 +265,6 @@ def derive_landmark_vertices(reference_landmarks: torch.Tensor, mesh: Mesh | Non
 
 
 # --------------------------------------------------------------------------------------------------- fitting
-def _landmarks68(lm, name: str) -> torch.Tensor:
-    if not isinstance(lm, torch.Tensor):
-        lm = torch.as_tensor(np.asarray(lm, dtype=np.float32))
-    if lm.shape != (68, 2):
-        raise InputError(f"{name} must be [68,2] (x, y) pixels in dlib order, got {tuple(lm.shape)}; pass one face "
-                         "at a time.")
-    if not torch.isfinite(lm).all():
-        raise InputError(f"{name} contains NaN or infinite values.")
-    return lm.detach().float().cpu()
-
-
 @dataclass
 class FittedMesh(Mesh):
     """A mesh fitted to a canonical crop (see the module docstring for the frame).
@@ -314,7 +302,7 @@ def fit_mesh(landmarks: torch.Tensor, texture: torch.Tensor | None = None, size:
     """
     from scipy.interpolate import RBFInterpolator
 
-    lm = _landmarks68(landmarks, "landmarks")
+    lm = as_landmarks(landmarks, "landmarks", batched=False)
     if texture is not None:
         if not isinstance(texture, torch.Tensor) or texture.dim() != 3 or texture.shape[0] != 3 \
                 or texture.shape[1] != texture.shape[2] or not texture.is_floating_point():
@@ -328,7 +316,6 @@ def fit_mesh(landmarks: torch.Tensor, texture: torch.Tensor | None = None, size:
     X = torch.stack([Vm[:, 0], -Vm[:, 1]], 1)  # frontal projection, y down
     Y = lm.double()
     # rigid part: in-plane rotation from a similarity, then per-axis scale + translation in the rotated frame
-    from ..preprocessing import fit_similarity
 
     Ms = fit_similarity(X[ids][None].float(), Y[None].float())[0].double()
     th = torch.atan2(Ms[1, 0], Ms[0, 0])

@@ -24,9 +24,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..errors import InputError
+from ..core.checks import as_landmarks, check_image, check_images
+from ..core.errors import InputError
+from ..faces import interocular
+from ..warp import warp_image
 
 KINDS = ("exposure", "gain", "gain_offset", "affine")
 SPACES = ("linear", "srgb")
@@ -193,30 +195,10 @@ def apply_colour_transform(image: torch.Tensor, transform: ColourTransform) -> t
 
 
 def _check_image(image, name: str, single: bool = False) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor [3,H,W] in [0,1], got {type(image).__name__}; "
-                         "load photos with normface_lib.preprocessing.load_image.")
-    ok = image.dim() == 3 if single else image.dim() in (3, 4)
-    if not ok or image.shape[-3] != 3:
-        want = "[3,H,W]" if single else "[3,H,W] or [B,3,H,W]"
-        raise InputError(f"{name} must be {want} RGB, got shape {tuple(image.shape)}; repeat grey images to 3 "
-                         "channels.")
-    if not image.is_floating_point():
-        raise InputError(f"{name} must be floating point in [0,1], got {image.dtype}; divide uint8 values by 255.")
-    lo, hi = float(image.min()), float(image.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise InputError(f"{name} values must lie in [0,1], got [{lo:.3g}, {hi:.3g}].")
-    return image
-
-
-def _check_landmarks(lm, name: str) -> torch.Tensor:
-    if not isinstance(lm, torch.Tensor):
-        lm = torch.as_tensor(np.asarray(lm, dtype=np.float32))
-    if lm.shape != (68, 2):
-        raise InputError(f"{name} must be [68,2] (x, y) pixel coordinates in dlib order, got {tuple(lm.shape)}.")
-    if not torch.isfinite(lm).all():
-        raise InputError(f"{name} contains NaN or infinite values.")
-    return lm.float()
+    """``[3,H,W]`` (or, unless ``single``, ``[B,3,H,W]``) float RGB in ``[0,1]``."""
+    if isinstance(image, torch.Tensor) and image.dim() == 4 and not single:
+        return check_images(image, name)
+    return check_image(image, name)
 
 
 # --------------------------------------------------------------------------------------------------- masks & warps
@@ -238,8 +220,8 @@ def face_mask(landmarks: torch.Tensor, height: int, width: int, erode: float = 0
     from scipy.spatial import ConvexHull
     from skimage.draw import polygon
 
-    lm = _check_landmarks(landmarks, "landmarks").numpy().astype(np.float64)
-    iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    lm = as_landmarks(landmarks, "landmarks", batched=False).numpy().astype(np.float64)
+    iod = float(interocular(torch.from_numpy(lm)))
     r = max(1, int(round(erode * iod)))
     disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r
 
@@ -258,28 +240,11 @@ def face_mask(landmarks: torch.Tensor, height: int, width: int, erode: float = 0
 
 
 def _warp_to_photo(face: torch.Tensor, face_lm: torch.Tensor, photo_lm: torch.Tensor, height: int,
-                   width: int) -> tuple[torch.Tensor, str]:
-    """Bring ``face`` ``[3,S,S]`` into the photo's geometry: the output ``[3,H,W]`` shows at ``photo_lm[i]`` what
-    the face shows at ``face_lm[i]``. Uses ``normface_lib.warp.warp_image`` (thin-plate spline) when available, else
-    a least-squares similarity (the fallback is named in the second return value)."""
-    try:
-        from ..warp import warp_image  # noqa: WPS433 (optional: written in parallel)
-    except ImportError:
-        warp_image = None
-    if warp_image is not None:
-        out = warp_image(face[None], face_lm[None], photo_lm[None], out_size=(height, width))
-        return out[0].clamp(0, 1), "thin-plate spline (normface_lib.warp)"
-    from ..preprocessing import apply_affine, fit_similarity, invert_affine
-
-    M = fit_similarity(face_lm[None], photo_lm[None])  # face pixels → photo pixels
-    inv = invert_affine(M)[0]
-    S_h, S_w = face.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                            indexing="ij")
-    p = apply_affine(torch.stack([xs, ys], -1).reshape(1, -1, 2), inv[None]).reshape(height, width, 2)
-    grid = torch.stack([(2 * p[..., 0] + 1) / S_w - 1, (2 * p[..., 1] + 1) / S_h - 1], -1)
-    out = F.grid_sample(face[None].float(), grid[None], mode="bilinear", padding_mode="border", align_corners=False)
-    return out[0].clamp(0, 1), "similarity (fallback)"
+                   width: int) -> torch.Tensor:
+    """Bring ``face`` ``[3,S,S]`` into the photo's geometry with the spline warp: the output ``[3,H,W]`` shows at
+    ``photo_lm[i]`` what the face shows at ``face_lm[i]``."""
+    out = warp_image(face[None], face_lm[None], photo_lm[None], out_size=(height, width))
+    return out[0].clamp(0, 1)
 
 
 def _is_grey(image: torch.Tensor, tol: float = 2e-3) -> bool:
@@ -295,14 +260,12 @@ class Correction:
         transform: the fitted :class:`ColourTransform`.
         mask: ``[H,W]`` bool, the face pixels used for fitting.
         warped_face: ``[3,H,W]`` the normalized face in the photo's geometry (meaningful inside ``mask``).
-        warp: which warp was used.
     """
 
     corrected: torch.Tensor
     transform: ColourTransform
     mask: torch.Tensor
     warped_face: torch.Tensor
-    warp: str
 
 
 def correct_photo(photo: torch.Tensor, photo_landmarks: torch.Tensor, normalized_face: torch.Tensor,
@@ -328,13 +291,13 @@ def correct_photo(photo: torch.Tensor, photo_landmarks: torch.Tensor, normalized
     """
     photo = _check_image(photo, "photo", single=True)
     face = _check_image(normalized_face, "normalized_face", single=True)
-    plm = _check_landmarks(photo_landmarks, "photo_landmarks")
-    nlm = _check_landmarks(normalized_landmarks, "normalized_landmarks")
+    plm = as_landmarks(photo_landmarks, "photo_landmarks", batched=False)
+    nlm = as_landmarks(normalized_landmarks, "normalized_landmarks", batched=False)
     H, W = photo.shape[-2:]
     grey_face = _is_grey(face)
     if kind == "auto":
         kind = "exposure" if grey_face else "gain"
-    warped, how = _warp_to_photo(face.float(), nlm, plm, H, W)
+    warped = _warp_to_photo(face.float(), nlm, plm, H, W)
     mask = face_mask(plm, H, W, erode=erode)
     if int(mask.sum()) < 50:
         raise InputError(f"only {int(mask.sum())} face pixels lie inside the photo; the landmarks may not belong to "
@@ -352,7 +315,7 @@ def correct_photo(photo: torch.Tensor, photo_landmarks: torch.Tensor, normalized
                                  "exposure", robust, trim, space=space)
     else:
         t = fit_colour_transform(src, dst, kind, robust, trim, space=space)
-    return Correction(apply_colour_transform(photo, t), t, mask, warped, how)
+    return Correction(apply_colour_transform(photo, t), t, mask, warped)
 
 
 # --------------------------------------------------------------------------------------------------- baselines
@@ -437,49 +400,3 @@ def colour_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = N
     la = rgb2lab(pa.detach().double().clamp(0, 1).numpy()[None])
     lb = rgb2lab(pb.detach().double().clamp(0, 1).numpy()[None])
     return {"mae": mae, "delta_e": float(deltaE_cie76(la, lb).mean())}
-
-
-# --------------------------------------------------------------------------------------------------- benchmark
-EXPOSURE_METHODS = ("no correction", "grey world", "normface exposure")
-
-
-def exposure_benchmark(model, photos: Sequence[torch.Tensor], photo_landmarks: torch.Tensor,
-                       stops: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0), kind: str = "auto") -> dict:
-    """Correct known exposure changes of real photos and measure the result (notebook 04's ORL test).
-
-    Each photo is changed by every exposure in ``stops`` (white balance untouched), aligned with its original
-    landmarks (an exposure change does not move them), normalized by ``model``, and corrected three ways
-    (:data:`EXPOSURE_METHODS`: none, :func:`grey_world`, :func:`correct_photo`).
-
-    Args:
-        model: a :class:`~normface_lib.model.NormFace`.
-        photos: P photos ``[3,H,W]`` float in [0,1]; photo_landmarks: ``[P,68,2]`` their landmarks (photo pixels).
-        stops: exposure changes in stops; must include 0 (the reference for the consistency score).
-        kind: passed to :func:`correct_photo`.
-
-    Returns:
-        ``{"cases": [(photo index, stops)], "images": {method: [P·len(stops)] corrected photos},
-        "delta_e": {method: [P·len(stops)] float64 ΔE to the unperturbed photo}, "consistency": {method: ΔE to the
-        method's own result on the unperturbed photo}}``, cases ordered photo by photo.
-    """
-    from .. import preprocessing
-
-    if 0.0 not in [float(s) for s in stops]:
-        raise InputError(f"stops must include 0 (the unperturbed reference), got {list(stops)}.")
-    cases = [(i, float(s)) for i in range(len(photos)) for s in stops]
-    perturbed = [perturb_exposure_white_balance(photos[i], exposure_stops=s, wb_gains=[1, 1, 1])[0]
-                 for i, s in cases]
-    lms = photo_landmarks[[i for i, _ in cases]]
-    crops, _, _ = preprocessing.align_faces(perturbed, lms, model.size)
-    normalized = model.normalize_crops(crops)
-    images = {m: [] for m in EXPOSURE_METHODS}
-    for n, ((i, _), pert) in enumerate(zip(cases, perturbed)):
-        fixed = correct_photo(pert, lms[n], normalized["image"][n], normalized["landmarks"][n], kind=kind)
-        for m, img in zip(EXPOSURE_METHODS, (pert, grey_world(pert), fixed.corrected)):
-            images[m].append(img)
-    base = {i: k for k, (i, s) in enumerate(cases) if s == 0.0}
-    delta_e = {m: np.array([colour_error(images[m][k], photos[i])["delta_e"] for k, (i, _) in enumerate(cases)])
-               for m in EXPOSURE_METHODS}
-    consistency = {m: np.array([colour_error(images[m][k], images[m][base[i]])["delta_e"]
-                                for k, (i, _) in enumerate(cases)]) for m in EXPOSURE_METHODS}
-    return {"cases": cases, "images": images, "delta_e": delta_e, "consistency": consistency}

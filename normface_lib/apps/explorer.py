@@ -6,7 +6,7 @@ Two things a reader wants to *play* with:
   ``f = (1 - alpha) f_A + alpha f_B``, and the decoder renders the blend (face and landmarks). Because the decoder
   only ever sees identity features, every intermediate is again a frontal, neutral, evenly lit face.
 * **Robustness.** Degrade A's input crop with an occluder or a light gradient of growing strength
-  (:func:`normface_lib.evaluate.perturb`) and compare how far the input and the normalized output move.
+  (:func:`normface_lib.faces.perturb`) and compare how far the input and the normalized output move.
 
 The widget is built from **precomputed** frames for a discrete set of slider values, switched in the browser by
 ``ipywidgets.jslink`` links between the controls and ``ipywidgets.Stack`` containers. Nothing calls back into a
@@ -27,12 +27,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..core.checks import check_images
+from ..core.errors import InputError
+from ..encoders import encode
+from ..faces import PERTURBATIONS, perturb
+from ..nets import decode
 
 #: Slider values of the identity blend (9 steps from A to B).
 DEFAULT_ALPHAS = tuple(float(a) for a in np.linspace(0.0, 1.0, 9))
 #: Perturbation kinds the robustness panel offers, with the strength of each slider step
-#: (units of :func:`normface_lib.evaluate.perturb`: occluder = covered fraction of the crop, light = gradient
+#: (units of :func:`normface_lib.faces.perturb`: occluder = covered fraction of the crop, light = gradient
 #: amplitude).
 DEFAULT_STRENGTHS = {"occluder": (0.0, 0.06, 0.12, 0.18, 0.24),
                      "light": (0.0, 0.25, 0.5, 0.75, 1.0)}
@@ -106,14 +110,14 @@ class Explorer:
     """Identity interpolation and robustness for a set of faces, with a kernel-free ipywidgets UI.
 
     Args:
-        model: a :class:`normface_lib.model.NormFace` (decoder + frozen encoder).
+        model: a :class:`normface_lib.pipeline.NormFace` (decoder + frozen encoder).
         faces: ``{name: crop}`` with each crop a canonical crop ``[3,S',S']`` float32 in ``[0,1]`` (any side
             ``S'``, all the same; e.g. rows of a :class:`~normface_lib.data.FaceTable` or
             :class:`~normface_lib.data.FaceSet`). At least two faces.
         alphas: the blend weights the slider offers, each in ``[0,1]``, increasing (default :data:`DEFAULT_ALPHAS`).
         strengths: ``{kind: strengths}`` for the robustness panel (default :data:`DEFAULT_STRENGTHS`); every kind
             must have the same number of steps (one slider drives them all); kinds of
-            :func:`normface_lib.evaluate.perturb`.
+            :func:`normface_lib.faces.perturb`.
         seed: seed of the perturbations (occluder position and colour, light direction); the same for every face.
         display_size: height in pixels of the frames the widget shows.
         image_format: ``"jpeg"`` (default; keeps the saved widget state of a notebook around 1 MB) or ``"png"``.
@@ -127,9 +131,6 @@ class Explorer:
     def __init__(self, model, faces: Mapping[str, torch.Tensor], alphas: Sequence[float] = DEFAULT_ALPHAS,
                  strengths: Mapping[str, Sequence[float]] | None = None, seed: int = 0, display_size: int = 128,
                  image_format: str = "jpeg"):
-        from ..evaluate import PERTURBATIONS
-        from ..utils import check_images
-
         if not hasattr(model, "decoder") or not hasattr(model, "encoder"):
             raise InputError(f"model must be a NormFace (NormFace.from_pretrained), got {type(model).__name__}.")
         if not isinstance(faces, Mapping) or len(faces) < 2:
@@ -143,7 +144,7 @@ class Explorer:
             raise InputError("every face must be a single canonical crop tensor [3,S,S] in [0,1].")
         if len({tuple(c.shape) for c in crops}) != 1:
             raise InputError(f"all crops must have the same shape, got {sorted({tuple(c.shape) for c in crops})}; "
-                             "align them to one size with normface_lib.preprocessing.align_faces.")
+                             "align them to one size with normface_lib.faces.align_faces.")
         self.crops = check_images(torch.stack([c.detach().float().cpu() for c in crops]), "faces", square=True)
         a = np.asarray(list(alphas), dtype=np.float64)
         if a.ndim != 1 or len(a) < 2 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1 \
@@ -171,12 +172,12 @@ class Explorer:
         self.seed = int(seed)
         self.display_size = display_size
         self.image_format = image_format
-        with torch.no_grad():
-            self.features = model.encoder.features(self.crops.to(model.device)).float().cpu()
+        self.features = encode(model.encoder, self.crops, batch=None)["features"]
         self._clean: dict[int, torch.Tensor] = {}
         self._series: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _encode(self, image: torch.Tensor, landmarks: torch.Tensor | None = None) -> bytes:
+    def _frame(self, image: torch.Tensor, landmarks: torch.Tensor | None = None) -> bytes:
+        """A face as the widget's image bytes (:func:`render_image` at :attr:`display_size`)."""
         return render_image(image, landmarks, self.display_size, format=self.image_format)
 
     # ------------------------------------------------------------------ computation
@@ -188,12 +189,6 @@ class Explorer:
         if who not in self.names:
             raise InputError(f"unknown face {who!r}; choose one of {self.names}.")
         return self.names.index(who)
-
-    @torch.no_grad()
-    def _decode(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.model.decoder.eval()
-        out = self.model.decoder(features.to(self.model.device))
-        return {k: (v.float().cpu() if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
 
     def interpolate(self, a: str | int, b: str | int, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode the blend ``(1 - alpha) f_a + alpha f_b`` of two faces' encoder features.
@@ -219,7 +214,7 @@ class Explorer:
         if w.dim() != 1 or len(w) == 0 or not torch.isfinite(w).all() or float(w.min()) < 0 or float(w.max()) > 1:
             raise InputError(f"alpha must lie in [0,1] (0 = the first face, 1 = the second), got {w.tolist()}.")
         f = (1 - w)[:, None] * self.features[i] + w[:, None] * self.features[j]
-        out = self._decode(f)
+        out = decode(self.model.decoder, f, batch=None)
         return [(out["image"][k], out["landmarks"][k]) for k in range(len(w))]
 
     def perturbed(self, a: str | int, kind: str, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,8 +222,8 @@ class Explorer:
 
         Args:
             a: face name or index.
-            kind: a kind of :func:`normface_lib.evaluate.perturb` (``"occluder"``, ``"light"``, ``"blur"`` ...).
-            strength: its strength (units of :func:`~normface_lib.evaluate.perturb`); 0 leaves the input as it is.
+            kind: a kind of :func:`normface_lib.faces.perturb` (``"occluder"``, ``"light"``, ``"blur"`` ...).
+            strength: its strength (units of :func:`~normface_lib.faces.perturb`); 0 leaves the input as it is.
 
         Returns:
             ``input_image`` ``[3,S',S']`` float32 in ``[0,1]`` (the degraded crop the encoder sees) and
@@ -247,15 +242,12 @@ class Explorer:
         Returns:
             ``inputs`` ``[K,3,S',S']`` and ``outputs`` ``[K,3,S,S]``, float32 in ``[0,1]``.
         """
-        from ..evaluate import perturb
-
         i, strengths = self._index(a), self._strengths(kind, strengths)
         key = (i, kind, strengths)
         if key not in self._series:
             xs = torch.cat([perturb(self.crops[i:i + 1], kind, s, seed=self.seed) for s in strengths])
-            with torch.no_grad():
-                feats = self.model.encoder.features(xs.to(self.model.device)).float().cpu()
-            self._series[key] = (xs, self._decode(feats)["image"])
+            feats = encode(self.model.encoder, xs, batch=None)["features"]
+            self._series[key] = (xs, decode(self.model.decoder, feats, batch=None)["image"])
         return self._series[key]
 
     def _rows(self, i: int, xs: torch.Tensor, ys: torch.Tensor, strengths: Sequence[float]) -> list[dict]:
@@ -291,14 +283,14 @@ class Explorer:
 
     def _clean_output(self, i: int) -> torch.Tensor:
         if i not in self._clean:
-            self._clean[i] = self._decode(self.features[i:i + 1])["image"][0]
+            self._clean[i] = decode(self.model.decoder, self.features[i:i + 1], batch=None)["image"][0]
         return self._clean[i]
 
     # ------------------------------------------------------------------ frames (what the widget shows)
     def interpolation_frames(self, a: str | int, b: str | int) -> list[bytes]:
         """Encoded frames (face + landmarks, :attr:`display_size` pixels high, :attr:`image_format`) for every value
         of the alpha slider, from face ``a`` (first) to face ``b`` (last): ``len(alphas)`` ``bytes`` objects."""
-        return [self._encode(img, lm) for img, lm in self.interpolate_many(a, b)]
+        return [self._frame(img, lm) for img, lm in self.interpolate_many(a, b)]
 
     def update(self, a: str | int, b: str | int, alpha_index: int) -> bytes:
         """The frame the widget shows when the slider stands at ``alpha_index`` (``0..len(alphas)-1``): encoded
@@ -306,7 +298,7 @@ class Explorer:
         if not isinstance(alpha_index, (int, np.integer)) or not 0 <= int(alpha_index) < len(self.alphas):
             raise InputError(f"alpha_index must be an integer in 0..{len(self.alphas) - 1}, got {alpha_index!r}.")
         img, lm = self.interpolate(a, b, self.alphas[int(alpha_index)])
-        return self._encode(img, lm)
+        return self._frame(img, lm)
 
     def perturbation_frames(self, a: str | int, kind: str) -> list[tuple[bytes, dict]]:
         """For each strength of ``kind`` (:attr:`strengths`): an encoded image with the degraded input (left) and its
@@ -316,7 +308,7 @@ class Explorer:
         strengths = self._strengths(kind, None)
         xs, ys = self.perturbed_series(i, kind, strengths)
         rows = self._rows(i, xs, ys, strengths)
-        return [(self._encode(_side_by_side(x, y)), row) for x, y, row in zip(xs, ys, rows)]
+        return [(self._frame(_side_by_side(x, y)), row) for x, y, row in zip(xs, ys, rows)]
 
     # ------------------------------------------------------------------ the widget
     def widget(self, faces: Sequence[str | int] | None = None):
@@ -381,7 +373,7 @@ class Explorer:
         links.append(W.jslink((dd_a, "index"), (blend, "selected_index")))
         inputs = []
         for dd in (dd_a, dd_b):
-            s = stack([image(self._encode(self.crops[i])) for i in idx], dd.index)
+            s = stack([image(self._frame(self.crops[i])) for i in idx], dd.index)
             links.append(W.jslink((dd, "index"), (s, "selected_index")))
             inputs.append(s)
         caption = W.HTML("<small>inputs A and B (aligned crops) &nbsp;→&nbsp; decoded blend of their identity "

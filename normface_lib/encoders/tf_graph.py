@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 # TensorFlow DataType enum values we understand -> numpy dtype
 _TF_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 9: np.int64, 10: np.bool_}

@@ -6,7 +6,7 @@ Samuel Albanie's published PyTorch conversion of the MatConvNet model (``vgg_fac
 ``fc6.*``, ``fc7.*``, ``fc8.*``; input 224 x 224 RGB in 0-255 minus the mean ``(129.186, 104.762, 93.594)``,
 std 1). Weights come from, in this order: the ``weights_path`` argument, ``$NORMFACE_VGGFACE_WEIGHTS``,
 ``<cache>/weights/vgg_face_dag.pth``, or a download (only with ``download=True``) through
-:func:`normface_lib.resources.download`. The publisher gives no checksum, so for the cached file the sha256 is
+:func:`normface_lib.core.resources.download`. The publisher gives no checksum, so for the cached file the sha256 is
 recorded in ``vgg_face_dag.pth.sha256`` on first use and verified on every later load (trust on first use).
 
 Layers for :meth:`features`: ``"fc7"`` (default, 4096-D after ReLU, the paper's ablation), ``"fc6"`` (4096-D after
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import resources
-from ..errors import ChecksumError, InputError, MissingWeightsError
+from ..core import resources
+from ..core.errors import ChecksumError, InputError, MissingWeightsError
 from .base import FaceEncoder
 
 VGGFACE_URL = "https://www.robots.ox.ac.uk/~albanie/models/pytorch-mcn/vgg_face_dag.pth"

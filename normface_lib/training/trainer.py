@@ -1,0 +1,399 @@
+"""Training the decoder (paper Section 3): landmark + texture + identity losses, morph augmentation, one trainer for
+CPU, one GPU and several GPUs (DDP).
+
+A run (:class:`Trainer`, driven by :func:`train`) goes through four stages:
+
+1. **Setup.** Tables (:func:`normface_lib.data.load_tables`): every photo of every training person (optionally
+   mirrored) is an input; its targets are that person's frontal-neutral landmarks and registered texture. The encoder
+   is frozen, so the features (and embeddings, for the identity loss) of the training inputs are computed once and
+   cached on disk (:func:`normface_lib.encoders.cached_encode`). Morph augmentation (paper): two training targets are
+   blended with a random weight, rendered with the warp and encoded; ``morphs="bank"`` (quick profile) precomputes K
+   seeded morphs once and caches them, ``morphs="online"`` (paper profile) draws fresh ones every step. Then the
+   decoder, AdamW, the schedule, mixed precision (CUDA only) and the loss.
+2. **Resume** (optional): model, optimizer, scheduler, scaler, RNG states and step from ``checkpoint/``; the result is
+   the same as an uninterrupted run.
+3. **Steps.** Batches are a deterministic function of ``(seed, step, rank)``: a fraction ``morph_fraction`` of each
+   batch is morphs, the rest real inputs drawn by :class:`~normface_lib.training.distributed.IndexStream`. The
+   identity loss runs every ``identity_every`` steps on the first ``identity_batch`` items. A checkpoint is written
+   every ``checkpoint_every`` steps and at the end.
+4. **Summary.** ``summary.json``: steps, timings, parameter counts, the last logged losses and, for a finished run,
+   :func:`evaluate_losses` on the training inputs and each held-out table.
+
+Output folder: ``losses.jsonl`` (one JSON object per step: step, lr, landmark, texture, identity, total, seconds),
+``checkpoint/`` (:mod:`normface_lib.nets.checkpoint`), ``summary.json``. Under ``torchrun --nproc_per_node N -m
+normface_lib.cli train ...`` every process trains a :class:`~torch.nn.parallel.DistributedDataParallel` replica on
+``batch_size / N`` rows of each global batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .. import data
+from ..core import resources
+from ..core.checks import skip_value_checks
+from ..core.errors import InputError, OverwriteError
+from ..core.runtime import default_device
+from ..encoders import cached_encode, encode, encoder_key, load_encoder
+from ..nets import Decoder, NormFaceLoss, landmark_loss, load_checkpoint, random_morphs, save_checkpoint, texture_loss
+from .config import TrainConfig
+from .distributed import IndexStream, setup_processes
+from .state import autocast_dtype, make_scheduler, param_checksum, rng_state, set_rng_state
+
+LOG_NAME = "losses.jsonl"
+CHECKPOINT_NAME = "checkpoint"
+SUMMARY_NAME = "summary.json"
+#: Batch size of the feature cache's encoder passes (kept: the cached numbers depend on it on some back-ends).
+ENCODE_BATCH = 32
+
+
+def morph_rows(table, n: int, generator: torch.Generator, encoder,
+               batch: int = ENCODE_BATCH) -> dict[str, torch.Tensor]:
+    """``n`` random morphs of a table's targets (:func:`normface_lib.nets.random_morphs`) as training rows: features
+    ``[n,D]`` and embeddings ``[n,E]`` of the rendered morphs, their landmark ``[n,68,2]``, texture and image
+    ``[n,3,S,S]`` targets (float32, CPU)."""
+    m = random_morphs(table, n, generator)
+    enc = encode(encoder, m.images, batch=batch)
+    return {"features": enc["features"], "embedding": enc["embeddings"], "target_landmarks": m.landmarks.float(),
+            "target_texture": m.textures.float(), "target_image": m.images.float()}
+
+
+@torch.no_grad()
+def evaluate_losses(decoder: Decoder, features: torch.Tensor, target_landmarks: torch.Tensor,
+                    target_textures: torch.Tensor | None, target_images: torch.Tensor,
+                    batch: int = 64) -> dict[str, float]:
+    """Decoder errors on a set (eval mode, no regularisation noise).
+
+    Args:
+        decoder: the decoder. features ``[N,D]``; target_landmarks ``[N,L,2]`` (pixels); target_textures
+            ``[N,3,S,S]`` (mean-shape frame; may be None for ``warp=False``); target_images ``[N,3,S,S]``.
+
+    Returns:
+        ``{"texture_l1", "image_l1", "landmark_mse", "landmark_rmse_px", "n"}``: texture L1 (NaN without textures
+        or texture output), L1 of the rendered image against the target photo, landmark MSE in crop units and RMS
+        landmark error in pixels.
+    """
+    was_training = decoder.training
+    decoder.eval()
+    dev = next(decoder.parameters()).device
+    sums = dict(texture_l1=0.0, image_l1=0.0, landmark_mse=0.0)
+    n = features.shape[0]
+    for i in range(0, n, batch):
+        out = decoder(features[i:i + batch].to(dev))
+        k = out["image"].shape[0]
+        sums["image_l1"] += float(texture_loss(out["image"], target_images[i:i + batch].to(dev))) * k
+        sums["landmark_mse"] += float(landmark_loss(out["landmarks"], target_landmarks[i:i + batch].to(dev),
+                                                    decoder.out_size)) * k
+        if out["texture"] is not None and target_textures is not None:
+            sums["texture_l1"] += float(texture_loss(out["texture"], target_textures[i:i + batch].to(dev))) * k
+        else:
+            sums["texture_l1"] = float("nan")
+    decoder.train(was_training)
+    res = {k: v / max(n, 1) for k, v in sums.items()}
+    res["landmark_rmse_px"] = math.sqrt(2 * res["landmark_mse"]) * decoder.out_size
+    res["n"] = n
+    return res
+
+
+def _table_eval_set(table, feats: torch.Tensor) -> tuple:
+    """Inputs of a table (its input rows) and their targets, as :func:`evaluate_losses` arguments."""
+    m = table.input_mask
+    p = table.person[m]
+    return (feats[m], table.target_landmarks[p], table.target_textures[p], table.images[table.target_row[p]])
+
+
+class Trainer:
+    """One training run (see the module docstring): ``Trainer(config, out_dir, ...)`` sets it up; :meth:`resume`,
+    :meth:`step`, :meth:`save` and :meth:`summary` are the other stages; :func:`train` drives them.
+
+    Attributes:
+        config, out, device, procs: the run's settings and where it runs.
+        encoder: the frozen encoder; tables: ``{"train": FaceTable, <held-out split>: FaceTable}``.
+        features: ``{"features", "embeddings"}`` of the training table's rows (cached).
+        bank: the morph bank's rows (``morphs="bank"``), else None.
+        decoder: the :class:`Decoder` being trained (``net`` is its DDP wrapper under several processes).
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, tables: dict | None = None,
+                 resume: bool = False, force: bool = False):
+        if not isinstance(config, TrainConfig):
+            raise InputError(f"config must be a TrainConfig (use profile_config('quick')), got "
+                             f"{type(config).__name__}.")
+        self.config = config
+        self.out = Path(out_dir)
+        self.ckpt_dir, self.log_path = self.out / CHECKPOINT_NAME, self.out / LOG_NAME
+        device = default_device(config.device)
+        self.procs = procs = setup_processes(device.type)
+        if device.type == "cuda" and procs.active:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", procs.rank % max(torch.cuda.device_count(),
+                                                                                          1))))
+            torch.cuda.set_device(device)
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, config.num_threads))
+        self.device = device
+        if procs.main:
+            self._claim_folder(resume, force)
+        procs.barrier()
+        self._setup_data(tables)
+        self._setup_model()
+
+    def _claim_folder(self, resume: bool, force: bool) -> None:
+        has_run = self.log_path.exists() or (self.ckpt_dir / "config.json").exists()
+        if resume and not (self.ckpt_dir / "config.json").exists():
+            raise FileNotFoundError(f"resume=True but {self.ckpt_dir} holds no checkpoint; start without resume.")
+        if has_run and not resume and not force:
+            raise OverwriteError(f"{self.out} already holds a training run; pass resume=True to continue it or "
+                                 "force=True to start over.")
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------------------------------------------- setup
+    def _setup_data(self, tables: dict | None) -> None:
+        cfg, procs = self.config, self.procs
+        self.encoder = load_encoder(cfg.encoder, layer=cfg.encoder_layer, device=self.device)
+        if tables is not None:
+            if "train" not in tables:
+                raise InputError("tables must contain a 'train' FaceTable.")
+            self.tables = dict(tables)
+        else:
+            self.tables = data.load_tables(cfg.dataset, cfg.size, cfg.eval_splits, mirror=cfg.mirror,
+                                           data_root=cfg.data_root, **cfg.data_options)
+        table = self.tables["train"]
+        if table.images.shape[-1] != cfg.size:
+            raise InputError(f"the training table has {table.images.shape[-1]}-px crops but config.size is "
+                             f"{cfg.size}.")
+        self.features = cached_encode(self.encoder, table.images, ENCODE_BATCH, procs.main, procs.barrier)
+        self.input_rows = table.input_rows
+        self.bank = None
+        if cfg.morphs == "bank" and cfg.morph_fraction > 0:
+            key = resources.digest(table.target_textures, table.target_landmarks, table.mean_shape)
+            path = resources.cache_dir("morphs") / (f"{encoder_key(self.encoder)}-s{cfg.size}-{key}"
+                                                    f"-k{cfg.morph_bank_size}-seed{cfg.seed}.safetensors")
+            self.bank = resources.cached_tensors(
+                path, lambda: morph_rows(table, cfg.morph_bank_size, torch.Generator().manual_seed(cfg.seed + 7919),
+                                         self.encoder), procs.main, procs.barrier)
+
+    def _setup_model(self) -> None:
+        cfg, procs, table = self.config, self.procs, self.tables["train"]
+        torch.manual_seed(cfg.seed)
+        self.decoder = Decoder(feature_dim=int(self.features["features"].shape[1]), mean_shape=table.mean_shape,
+                               out_size=cfg.size, width=cfg.width, input_dropout=cfg.input_dropout,
+                               input_noise=cfg.input_noise, warp=cfg.warp, warp_mode=cfg.warp_mode)
+        self.decoder.set_feature_stats(self.features["features"][self.input_rows])
+        self.decoder.to(self.device)
+        self.net = DistributedDataParallel(self.decoder, device_ids=[self.device] if self.device.type == "cuda"
+                                           else None) if procs.active else self.decoder
+        self.opt = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = make_scheduler(self.opt, cfg)
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        identity = cfg.identity_weight > 0 and cfg.identity_every > 0
+        self.loss_fn = NormFaceLoss(self.encoder if identity else None, cfg.landmark_weight, cfg.texture_weight,
+                                    cfg.identity_weight if cfg.identity_every > 0 else 0.0, cfg.identity_kind,
+                                    cfg.identity_batch)
+        # every process draws its own dropout / noise / online morphs; the decoder's initialisation above is shared
+        torch.manual_seed(cfg.seed * 1000 + 17 + procs.rank)
+        random.seed(cfg.seed + procs.rank)
+        np.random.seed((cfg.seed + procs.rank) % 2 ** 32)
+        local_b = cfg.batch_size // procs.world
+        if local_b * procs.world != cfg.batch_size:
+            raise InputError(f"batch_size {cfg.batch_size} must be divisible by the number of processes "
+                             f"{procs.world}.")
+        self.n_morph = int(round(local_b * cfg.morph_fraction)) if cfg.morphs != "off" else 0
+        if cfg.morphs == "bank" and self.bank is None:
+            self.n_morph = 0
+        self.real_stream = IndexStream(int(self.input_rows.numel()), local_b - self.n_morph, procs, cfg.seed)
+        self.bank_stream = IndexStream(self.bank["features"].shape[0], self.n_morph, procs, cfg.seed + 1) \
+            if self.bank is not None and self.n_morph else None
+
+    # ---------------------------------------------------------------------------------------------- resume
+    def resume(self) -> int:
+        """Load ``checkpoint/`` into the decoder, optimizer, schedule, scaler and RNGs; return the step to go on from.
+        Raises :class:`InputError` when the checkpoint was made by another config or process count."""
+        ck = load_checkpoint(self.ckpt_dir, model=self.decoder, map_location=self.device)
+        saved = TrainConfig.from_dict(ck.config)
+        if saved != self.config:
+            diff = {k: (v, getattr(self.config, k)) for k, v in dataclasses.asdict(saved).items()
+                    if getattr(self.config, k) != v}
+            raise InputError(f"resume with a different config than the checkpoint's: {diff}; use the same config.")
+        self.decoder.train()
+        self.opt.load_state_dict(ck.optimizer_state)
+        self.sched.load_state_dict(ck.extra["scheduler"])
+        if ck.extra.get("scaler"):
+            self.scaler.load_state_dict(ck.extra["scaler"])
+        rng = ck.extra["rng"]
+        if len(rng) != self.procs.world:
+            raise InputError(f"the checkpoint was written by {len(rng)} process(es); resume with the same number, "
+                             f"not {self.procs.world}.")
+        set_rng_state(rng[self.procs.rank])
+        return int(ck.extra["step"])
+
+    def start_log(self, start: int) -> None:
+        """Keep the log lines of steps before ``start`` (all of them are dropped when starting over)."""
+        if not self.procs.main:
+            return
+        if start and self.log_path.exists():  # drop log lines written after the checkpoint
+            keep = [line for line in self.log_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] < start]
+            self.log_path.write_text("".join(k + "\n" for k in keep))
+        elif not start:
+            self.log_path.write_text("")
+
+    # ---------------------------------------------------------------------------------------------- steps
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The rows of training step ``step`` on this process, on the training device: ``features [b,D]``,
+        ``embedding [b,E]``, ``target_landmarks [b,68,2]``, ``target_texture`` and ``target_image`` ``[b,3,S,S]``."""
+        cfg, table = self.config, self.tables["train"]
+        i = self.input_rows[self.real_stream.indices(step)]
+        p = table.person[i]
+        parts = [{"features": self.features["features"][i], "embedding": self.features["embeddings"][i],
+                  "target_landmarks": table.target_landmarks[p], "target_texture": table.target_textures[p],
+                  "target_image": table.images[table.target_row[p]]}]
+        if self.bank_stream is not None:
+            j = self.bank_stream.indices(step)
+            parts.append({k: v[j] for k, v in self.bank.items()})
+        elif cfg.morphs == "online" and self.n_morph:
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + self.procs.rank)
+            parts.append(morph_rows(table, self.n_morph, g, self.encoder))
+        return {k: torch.cat([q[k] for q in parts]).to(self.device, non_blocking=True) for k in parts[0]}
+
+    def step(self, step: int) -> dict[str, Any]:
+        """One optimisation step; returns its log record (step, lr, the losses averaged over processes, seconds,
+        whether the identity loss ran)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        batch = self.batch(step)
+        use_id = cfg.identity_every > 0 and step % cfg.identity_every == 0
+        with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            outputs = self.net(batch["features"])
+            total, parts = self.loss_fn(outputs, batch, use_identity=use_id)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.decoder.parameters(), cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step()
+        parts = self.procs.mean(parts)
+        dt = time.perf_counter() - t0
+        return {"step": step, "lr": lr, **{k: round(v, 7) for k, v in parts.items()}, "seconds": round(dt, 4),
+                "identity_step": use_id}
+
+    def save(self, step: int) -> None:
+        """Write ``checkpoint/`` after ``step`` steps (every process's RNG states included)."""
+        rng = self.procs.gather(rng_state())
+        if self.procs.main:
+            save_checkpoint(self.ckpt_dir, self.decoder, self.config.to_dict(), optimizer=self.opt,
+                            extra={"step": step, "scheduler": self.sched.state_dict(),
+                                   "scaler": self.scaler.state_dict(), "rng": rng, "world_size": self.procs.world},
+                            force=True)
+        self.procs.barrier()
+
+    # ---------------------------------------------------------------------------------------------- summary
+    def evaluate(self) -> dict[str, dict]:
+        """:func:`evaluate_losses` on the training inputs and on the inputs of each held-out table."""
+        ev = {"train": evaluate_losses(self.decoder, *_table_eval_set(self.tables["train"], self.features["features"]),
+                                       batch=self.config.eval_batch)}
+        for split, t in self.tables.items():
+            if split != "train":
+                f = cached_encode(self.encoder, t.images, ENCODE_BATCH)["features"]
+                ev[split] = evaluate_losses(self.decoder, *_table_eval_set(t, f), batch=self.config.eval_batch)
+        return ev
+
+    def summary(self, done: int, times: list[float], recent: list[dict]) -> dict[str, Any]:
+        """The run summary (see :func:`train`); written to ``summary.json`` by the main process."""
+        cfg = self.config
+        checks = self.procs.gather(param_checksum(self.decoder))
+        id_steps = [r["seconds"] for r in recent if r["identity_step"]]
+        summary: dict[str, Any] = {
+            "profile": cfg.profile, "steps_done": done, "steps_total": cfg.steps, "world_size": self.procs.world,
+            "device": str(self.device), "amp": str(self.amp_dtype) if self.amp_dtype else "off",
+            "parameters": self.decoder.parameter_counts(),
+            "mean_step_seconds": float(np.mean(times)) if times else None,
+            "mean_step_seconds_identity": float(np.mean(id_steps)) if id_steps else None,
+            "last_losses": {k: float(np.mean([r[k] for r in recent if k in r]))
+                            for k in ("landmark", "texture", "identity", "total") if any(k in r for r in recent)},
+            "param_checksum": checks if self.procs.active else checks[0], "out_dir": str(self.out),
+            "log": str(self.log_path), "checkpoint": str(self.ckpt_dir), "config": cfg.to_dict(),
+        }
+        if done == cfg.steps and self.procs.main:
+            summary["eval"] = self.evaluate()
+        if self.procs.main:
+            (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=1))
+        self.procs.barrier()
+        return summary
+
+
+def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True, resume: bool = False,
+          force: bool = False, until_step: int | None = None, tables: dict | None = None,
+          return_model: bool = False) -> dict[str, Any]:
+    """Train a decoder; write ``losses.jsonl``, ``checkpoint/`` and ``summary.json`` into ``out_dir``.
+
+    Args:
+        config: a :class:`TrainConfig` (e.g. ``profile_config("quick")``).
+        out_dir: run folder. A folder that already holds a run is refused (:class:`OverwriteError`) unless
+            ``resume`` (continue it) or ``force`` (start over).
+        progress: show a tqdm bar (main process only).
+        resume: continue from ``out_dir/checkpoint`` (model, optimizer, scheduler, RNG states, step); the result is
+            the same as an uninterrupted run.
+        until_step: stop after this many steps (≤ ``config.steps``), saving a checkpoint, as if interrupted; the
+            learning-rate schedule still spans ``config.steps``.
+        tables: ``{"train": FaceTable, <split>: FaceTable}`` to use instead of loading ``config.dataset``
+            (evaluation uses the non-train entries).
+        return_model: add the trained decoder (``"model"``, an ``nn.Module``) to the returned dict.
+
+    Returns:
+        The run summary (also in ``summary.json``): steps done, mean step time, parameter counts, the mean of the
+        last logged losses, ``eval`` = :func:`evaluate_losses` on the training inputs and each held-out table,
+        ``param_checksum`` (a list over processes under DDP), paths.
+    """
+    if not isinstance(config, TrainConfig):
+        raise InputError(f"config must be a TrainConfig (use profile_config('quick')), got {type(config).__name__}.")
+    until = config.steps if until_step is None else int(until_step)
+    if not 1 <= until <= config.steps:
+        raise InputError(f"until_step must be in [1, {config.steps}], got {until_step}.")
+    trainer = Trainer(config, out_dir, tables, resume, force)
+    procs = trainer.procs
+    start = trainer.resume() if resume else 0
+    trainer.start_log(start)
+    trainer.decoder.train()
+    bar = tqdm(total=until, initial=start, disable=not (progress and procs.main), desc=f"train[{config.profile}]",
+               dynamic_ncols=True)
+    times: list[float] = []
+    recent: list[dict[str, Any]] = []
+    log_f = open(trainer.log_path, "a") if procs.main else None
+    try:
+        with skip_value_checks():
+            for step in range(start, until):
+                rec = trainer.step(step)
+                times.append(rec["seconds"])
+                recent = (recent + [rec])[-50:]
+                if log_f:
+                    log_f.write(json.dumps(rec) + "\n")
+                    log_f.flush()
+                bar.update(1)
+                bar.set_postfix(tex=f"{rec['texture']:.4f}", lm=f"{rec['landmark']:.2e}", refresh=False)
+                if (step + 1) % config.checkpoint_every == 0 or step + 1 == until:
+                    trainer.save(step + 1)
+    finally:
+        bar.close()
+        if log_f:
+            log_f.close()
+    summary = trainer.summary(max(until, start), times, recent)
+    procs.close()
+    if return_model:
+        summary["model"] = trainer.decoder
+    return summary

@@ -1,0 +1,206 @@
+"""Data tables on real faces: ORL splits and tables, mirroring, a CelebA-shaped folder, LFW subset, portraits,
+user folders. Nothing downloads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from normface_lib import data
+from normface_lib import faces as fc
+from normface_lib.core import resources
+from normface_lib.core.errors import InputError
+
+torch.set_num_threads(2)
+S = 64
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return data.orl_splits()
+
+
+@pytest.fixture(scope="module")
+def train():
+    return data.load_orl_table("train", S)
+
+
+def test_orl_splits_disjoint_and_seeded(splits):
+    tr, up, uph, tg = splits["train_people"], splits["unseen_people"], splits["unseen_photos"], splits["targets"]
+    assert len(tr) == 32 and len(up) == 8 and not set(tr) & set(up) and len(set(tr) | set(up)) == 40
+    assert set(uph) == set(tr) and all(len(v) == 2 and tg[p] not in v for p, v in uph.items())
+    assert all(1 <= tg[p] <= 10 for p in tr + up)
+    assert data.orl_splits(seed=0) == splits  # reproducible
+    other = data.orl_splits(seed=1)
+    assert other["unseen_people"] != up and other["targets"] == tg  # targets do not depend on the seed
+    assert len(data.orl_splits(n_unseen_people=4, n_unseen_photos=3)["unseen_people"]) == 4
+
+
+def test_orl_tables_follow_the_split(splits, train):
+    up = data.load_orl_table("unseen_people", S)
+    uph = data.load_orl_table("unseen_photos", S)
+    assert len(train) == 32 * 8 and len(up) == 80 and len(uph) == 64 + 32
+    assert train.images.shape == (256, 3, S, S) and train.images.dtype == torch.float32
+    assert train.target_textures.shape == (32, 3, S, S) and train.target_landmarks.shape == (32, 68, 2)
+    ids_train = set(train.photo_ids)
+    ids_up = set(up.photo_ids)
+    ids_uph_inputs = {i for i, m in zip(uph.photo_ids, uph.input_mask) if m}
+    assert not ids_train & ids_up and not ids_train & ids_uph_inputs and not ids_up & ids_uph_inputs
+    assert {i.rsplit("/", 1)[0] for i in ids_up} == set(splits["unseen_people"])
+    # unseen-photos tables point at the (training) target photos, which are not inputs there
+    assert int(uph.input_mask.sum()) == 64 and set(uph.photo_ids[int(r)] for r in uph.target_row) <= ids_train
+    for table in (train, up, uph):
+        for p, name in enumerate(table.people):
+            row = int(table.target_row[p])
+            assert table.photo_ids[row] == f"{name}/{splits['targets'][name]}" and int(table.person[row]) == p
+        assert torch.equal(table.mean_shape, train.mean_shape)  # held-out tables reuse the training mean shape
+    item = train[5]
+    assert set(item) == {"image", "landmarks", "person", "target_landmarks", "target_texture", "target_image"}
+    p = int(item["person"])
+    assert torch.equal(item["target_image"], train.images[train.target_row[p]])
+    assert torch.equal(item["target_landmarks"], train.landmarks[train.target_row[p]])
+    # canonical frame: every crop's anchors sit near the canonical anchors
+    anchors = fc.anchor_points(train.landmarks)
+    assert (anchors - (fc.CANONICAL_ANCHORS * S - 0.5)).norm(dim=-1).max() < 3
+
+
+def test_targets_are_frontal_and_neutral(train):
+    images, lms, people, _ = data.orl_landmarks()
+    score = fc.frontal_neutral_score(lms).reshape(40, 10)
+    m = fc.pose_measures(train.target_landmarks)
+    assert float(m["yaw_nose"].abs().median()) < 0.05 and float(m["mouth_open"].median()) < 0.05
+    chosen = score.argmin(1)
+    assert float(score[torch.arange(40), chosen].mean()) < 0.5 * float(score.mean())
+
+
+def test_orl_landmark_cache_is_read_not_rebuilt(train):
+    files = sorted(resources.cache_dir("landmarks").glob("orl-*.npz"))
+    assert files and all(f.stat().st_size < 500_000 for f in files)
+    before = [f.stat().st_mtime_ns for f in files]
+    data.orl._ORL_MEMO.clear()  # force a read from disk
+    _, lms, _, _ = data.orl_landmarks()
+    # the cache was read (same contents), not detected again and rewritten (no timing involved)
+    assert sorted(resources.cache_dir("landmarks").glob("orl-*.npz")) == files
+    assert [f.stat().st_mtime_ns for f in files] == before
+    assert any(np.array_equal(lms.numpy(), np.load(f)["landmarks"]) for f in files)
+
+
+def test_mirrored_table(train):
+    mt = data.load_orl_table("train", S, mirror=True)
+    N, P = len(train), len(train.people)
+    assert len(mt) == 2 * N and len(mt.people) == 2 * P and mt.people[P] == train.people[0] + "+m"
+    assert mt.photo_ids[N] == train.photo_ids[0] + "+m"
+    assert torch.equal(mt.images[N], train.images[0].flip(-1))
+    assert torch.allclose(mt.landmarks[N], fc.mirror_landmarks(train.landmarks[0], S))
+    row = mt[N]  # a mirrored input has the mirrored target
+    assert torch.equal(row["target_image"], train[0]["target_image"].flip(-1))
+    # with a symmetric mean shape, registering the mirrored target is flipping the registered target
+    assert (mt.target_textures[P] - train.target_textures[0].flip(-1)).abs().mean() < 0.01
+
+
+def test_mean_shape_file_matches():
+    ms = fc.load_mean_shape(224)
+    assert torch.allclose(ms, data.orl_mean_shape(224), atol=1e-3)
+    with pytest.raises(FileNotFoundError, match="mean shape"):
+        fc.load_mean_shape(64, path="/nonexistent/mean.json")
+
+
+def test_bad_arguments():
+    with pytest.raises(InputError, match="split"):
+        data.load_orl_table("validation", S)
+    with pytest.raises(InputError, match="size"):
+        data.load_orl_table("train", 3)
+    with pytest.raises(InputError, match="n_unseen_people"):
+        data.orl_splits(n_unseen_people=40)
+    with pytest.raises(InputError, match="mean_shape"):
+        data.load_orl_table("train", S, mean_shape=torch.zeros(5, 2))
+
+
+# ------------------------------------------------------------------------------------------------ CelebA-shaped folder
+ATTRS = ["Eyeglasses", "Male", "Mouth_Slightly_Open", "Smiling"]
+
+
+def _fake_celeba(root):
+    """5 people (ORL s1..s5) x 4 photos laid out as torchvision's CelebA expects; person 5 smiles in every photo."""
+    base = root / "celeba"
+    (base / "img_align_celeba").mkdir(parents=True)
+    orl = resources.orl_dir()
+    rows = []
+    for p in range(5):
+        for k in range(4):
+            n = len(rows) + 1
+            fname = f"{n:06d}.jpg"
+            face = Image.open(orl / f"s{p + 1}" / f"{k + 1}.pgm").convert("RGB").resize((138, 168))
+            canvas = Image.new("RGB", (178, 218), (120, 110, 100))
+            canvas.paste(face, (20, 25))
+            canvas.save(base / "img_align_celeba" / fname, quality=95)
+            smiling = 1 if (p == 4 or k == 0) else -1  # photo 1 of everyone and all of person 5: "smiling"
+            rows.append((fname, 1000 + p, [-1, 1, -1, smiling], n % 3))
+    N = len(rows)
+    (base / "list_attr_celeba.txt").write_text(f"{N}\n{' '.join(ATTRS)}\n" + "".join(
+        f"{f} " + " ".join(f"{a:2d}" for a in attrs) + "\n" for f, _, attrs, _ in rows))
+    (base / "identity_CelebA.txt").write_text("".join(f"{f} {i}\n" for f, i, _, _ in rows))
+    (base / "list_eval_partition.txt").write_text("".join(f"{f} {s}\n" for f, _, _, s in rows))
+    (base / "list_bbox_celeba.txt").write_text(f"{N}\nimage_id x_1 y_1 width height\n" + "".join(
+        f"{f} 20 25 138 168\n" for f, _, _, _ in rows))
+    (base / "list_landmarks_align_celeba.txt").write_text(
+        f"{N}\nlefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
+        "rightmouth_y\n" + "".join(f"{f} 69 111 108 111 89 135 73 152 104 152\n" for f, _, _, _ in rows))
+    return rows
+
+
+@pytest.mark.slow
+def test_fake_celeba_folder_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMFACE_CACHE", str(tmp_path / "cache"))
+    rows = _fake_celeba(tmp_path)
+    t = data.load_celeba_table(tmp_path, "train", S, check_md5=False, n_unseen_people=1, n_unseen_photos=1)
+    assert len(t.people) == 3 and "celeba/1004" not in t.people  # person 5 has no non-smiling photo
+    assert len(t) == 3 * 3 and t.images.shape == (9, 3, S, S) and not t.errors
+    smiling = {f for f, _, a, _ in rows if a[3] == 1}
+    for p in range(len(t.people)):
+        assert t.photo_ids[int(t.target_row[p])].split("/", 1)[1] not in smiling
+    up = data.load_celeba_table(tmp_path, "unseen_people", S, check_md5=False, n_unseen_people=1, n_unseen_photos=1)
+    uph = data.load_celeba_table(tmp_path, "unseen_photos", S, check_md5=False, n_unseen_people=1, n_unseen_photos=1)
+    assert len(up.people) == 1 and not set(up.people) & set(t.people) and len(up) == 4
+    assert int(uph.input_mask.sum()) == 3 and not {i for i, m in zip(uph.photo_ids, uph.input_mask) if m} & set(
+        t.photo_ids)
+    assert torch.equal(up.mean_shape, t.mean_shape)
+    with pytest.raises(FileNotFoundError, match="CelebA"):  # torchvision's checksums reject home-made list files
+        data.load_celeba_table(tmp_path, "train", S)
+
+
+# ------------------------------------------------------------------------------------------------ LFW, portraits, folders
+@pytest.mark.slow
+def test_lfw_subset():
+    lfw = data.load_lfw(32)
+    assert len(lfw) == 100 and lfw.images.shape == (100, 3, 32, 32)
+    assert int(lfw.detected.sum()) >= 90  # 100 of 100 detected on this machine
+    strict = data.load_lfw(32, fallback=False)
+    assert len(strict) == int(lfw.detected.sum())
+
+
+def test_portraits_are_colour():
+    ps = data.load_portraits(S)
+    assert ps.photo_ids == ["skimage/astronaut", "matplotlib/grace_hopper"] and not ps.errors
+    assert float((ps.images[:, 0] - ps.images[:, 2]).abs().mean()) > 0.02  # really colour
+    assert (fc.anchor_points(ps.landmarks) - (fc.CANONICAL_ANCHORS * S - 0.5)).norm(dim=-1).max() < 3
+
+
+def test_load_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMFACE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "photos"
+    orl = resources.orl_dir()
+    for person, src in (("alice", "s1/1"), ("alice", "s1/2"), ("bob", "s2/1")):
+        (root / person).mkdir(parents=True, exist_ok=True)
+        Image.open(orl / f"{src}.pgm").save(root / person / f"{src.replace('/', '_')}.png")
+    Image.fromarray(np.full((100, 100), 128, np.uint8)).save(root / "bob" / "blank.png")
+    (root / "notes.txt").write_text("not a photo")
+    (root / "broken.jpg").write_text("not a jpeg either")
+    fs = data.load_folder(root, S)
+    assert len(fs) == 3 and fs.people == ["alice", "bob"] and fs.person.tolist() == [0, 0, 1]
+    errs = {e[0].rsplit("/", 1)[1]: e[1] for e in fs.errors}
+    assert set(errs) == {"notes.txt", "broken.jpg", "blank.png"}
+    assert "skipped" in errs["notes.txt"] and "Unreadable" in errs["broken.jpg"] and "NoFace" in errs["blank.png"]
+    with pytest.raises(FileNotFoundError):
+        data.load_folder(tmp_path / "nope", S)

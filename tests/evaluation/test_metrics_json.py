@@ -1,0 +1,91 @@
+"""results/quick/metrics.json (written by notebooks/03_evaluation_and_ablations.ipynb): schema and finite numbers.
+
+The figures themselves are checked against a rerun in tests/test_rerun.py, within bands from the seed study."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PATH = ROOT / "results" / "quick" / "metrics.json"
+METHODS = ("normface", "mean_face", "nearest_identity", "linear", "align_only")
+METRICS = ("rank1", "frac_below_threshold", "mean_distance")
+ENCODERS = ("facenet-casia", "dlib-resnet")
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    assert PATH.exists(), f"{PATH} is missing; run notebooks/03_evaluation_and_ablations.ipynb with papermill"
+    return json.loads(PATH.read_text())
+
+
+def _numbers(obj, where="metrics"):
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{where}[{i}]")
+
+
+def test_top_level(metrics):
+    assert metrics["profile"] == "quick"
+    assert metrics["judge"] in ENCODERS
+    assert metrics["trained_encoder"] in ENCODERS
+    assert metrics["judge"] != metrics["trained_encoder"], "the headline judge must be the independent encoder"
+    for key in ("clean", "hard", "invariance", "robustness", "training", "provenance"):
+        assert key in metrics, key
+    assert metrics["provenance"]["library_sha256"] and metrics["provenance"]["machine"]["cpu"]
+    assert metrics["training"]["steps_done"] == 800
+
+
+@pytest.mark.parametrize("condition", ["clean", "hard"])
+def test_conditions_have_every_method_and_metric(metrics, condition):
+    block = metrics[condition]
+    assert set(METHODS) <= set(block)
+    for m in METHODS:
+        assert set(METRICS) <= set(block[m]), (condition, m)
+        assert 0 <= block[m]["rank1"] <= 1
+        assert 0 <= block[m]["frac_below_threshold"] <= 1
+        assert 0 <= block[m]["mean_distance"] <= 2  # unit embeddings
+
+
+def test_mean_face_is_one_output_for_everyone(metrics):
+    # the mean face cannot depend on the input: identical numbers clean and hard
+    assert metrics["clean"]["mean_face"] == metrics["hard"]["mean_face"]
+
+
+def test_invariance(metrics):
+    inv = metrics["invariance"]
+    assert set(inv) >= {"spread_in", "spread_out"}
+    assert inv["spread_in"] > 0 and inv["spread_out"] >= 0
+
+
+def test_robustness_sweep(metrics):
+    curves = metrics["robustness"]["curves"]
+    assert set(curves) == {"occluder", "light", "blur", "rotation"}
+    for rows in curves.values():
+        assert [r["strength"] for r in rows] == sorted(r["strength"] for r in rows) and len(rows) == 2
+        for r in rows:
+            assert 0 <= r["rank1"] <= 1 and 0 <= r["input_rank1"] <= 1
+            assert r["rank1_ci"][0] - 1e-4 <= r["rank1"] <= r["rank1_ci"][1] + 1e-4
+
+
+def test_confidence_intervals_bracket_the_means(metrics):
+    for cond in ("clean", "hard"):
+        for m in METHODS:
+            for k in METRICS:
+                lo, hi = metrics["ci"][cond][m][k]
+                assert lo - 1e-4 <= metrics[cond][m][k] <= hi + 1e-4, (cond, m, k)
+
+
+def test_every_number_is_finite(metrics):
+    found = list(_numbers(metrics))
+    assert len(found) > 100
+    bad = [w for w, v in found if not math.isfinite(v)]
+    assert not bad, bad[:10]

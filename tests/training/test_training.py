@@ -1,0 +1,216 @@
+"""Training: profiles, checkpoints, a tiny real run (3 ORL people, 32 px, dlib ResNet), exact resume, DDP on 2 CPU
+processes (gloo)."""
+import json
+import os
+import socket
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from normface_lib.nets import load_checkpoint, save_checkpoint
+from normface_lib.nets import Decoder
+from normface_lib.core.errors import InputError, OverwriteError
+from normface_lib import cli
+from normface_lib.encoders import cached_encode, encode
+from normface_lib.training import PROFILES, TrainConfig, param_checksum, profile_config, train
+
+
+def subset_table(table, people):
+    """The rows of ``people`` (indices into table.people) as a new FaceTable."""
+    from normface_lib.data import FaceTable
+    people = list(people)
+    keep = torch.isin(table.person, torch.tensor(people))
+    rows = torch.nonzero(keep).flatten()
+    new_index = {p: i for i, p in enumerate(people)}
+    row_map = {int(r): i for i, r in enumerate(rows)}
+    return FaceTable(table.images[rows], table.landmarks[rows],
+                     torch.tensor([new_index[int(p)] for p in table.person[rows]]),
+                     [table.photo_ids[int(r)] for r in rows],
+                     torch.tensor([row_map[int(table.target_row[p])] for p in people]),
+                     table.target_landmarks[people], table.target_textures[people], table.mean_shape,
+                     [table.people[p] for p in people], table.input_mask[rows], source="test subset")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    from normface_lib.data import load_orl_table
+    train_t = load_orl_table("train", size=32)
+    unseen = load_orl_table("unseen_people", size=32, mean_shape=train_t.mean_shape)
+    return {"train": subset_table(train_t, [0, 1, 2]), "unseen_people": subset_table(unseen, [0])}
+
+
+def tiny_config(**kw):
+    base = dict(profile="test", size=32, mirror=False, encoder="dlib-resnet", width=0.125, steps=4, batch_size=8,
+                lr=3e-3, warmup_steps=1, identity_weight=0.1, identity_every=2, identity_batch=2, morphs="bank",
+                morph_bank_size=8, morph_fraction=0.25, input_dropout=0.1, input_noise=0.3, checkpoint_every=2,
+                num_threads=2, eval_splits=("unseen_people",))
+    return TrainConfig(**{**base, **kw})
+
+
+def read_log(path):
+    return [json.loads(line) for line in open(path) if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ config
+def test_profiles_and_config_validation():
+    q, p = profile_config("quick"), profile_config("paper")
+    assert (q.dataset, q.size, q.device) == ("orl", 64, None) and q.width < 1 and q.identity_every > 1
+    assert (p.dataset, p.size, p.width, p.identity_every) == ("celeba", 224, 1.0, 1)
+    assert profile_config("quick", steps=7).steps == 7
+    assert TrainConfig.from_dict(q.to_dict()) == q
+    assert set(PROFILES) == {"quick", "paper"}
+    with pytest.raises(InputError, match="profile"):
+        profile_config("huge")
+    with pytest.raises(InputError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(InputError, match="unknown"):
+        TrainConfig.from_dict({"stepz": 3})
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, tables):
+    torch.manual_seed(0)
+    ms = tables["train"].mean_shape
+    dec = Decoder(128, ms, out_size=32, width=0.125, input_noise=0.2)
+    dec.set_feature_stats(torch.randn(10, 128) * 3)
+    opt = torch.optim.AdamW(dec.parameters(), lr=1e-3)
+    dec(torch.randn(4, 128))["image"].mean().backward()
+    opt.step()
+    cfg = tiny_config()
+    rng = torch.get_rng_state()
+    save_checkpoint(tmp_path / "ck", dec, cfg, optimizer=opt, extra={"step": 5, "rng": rng,
+                                                                      "nested": {"a": [1, 2.5, "x"]}})
+    model, config, opt_state, extra = load_checkpoint(tmp_path / "ck")
+    f = torch.randn(3, 128)
+    dec.eval()
+    assert torch.equal(model(f)["image"], dec(f)["image"])
+    assert torch.equal(model(f)["landmarks"], dec(f)["landmarks"])
+    assert TrainConfig.from_dict(config) == cfg
+    assert extra["step"] == 5 and extra["nested"] == {"a": [1, 2.5, "x"]}
+    assert torch.equal(extra["rng"], rng)
+    opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt2.load_state_dict(opt_state)
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    for k in s1["state"]:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(s1["state"][k][name], s2["state"][k][name])
+    assert s1["param_groups"] == s2["param_groups"]
+    with pytest.raises(OverwriteError):
+        save_checkpoint(tmp_path / "ck", dec, cfg)
+    save_checkpoint(tmp_path / "ck", dec, cfg, force=True)  # replaced; the optimizer file goes away
+    assert not (tmp_path / "ck" / "optimizer.safetensors").exists()
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------------------------------------ training
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tables):
+    out = tmp_path_factory.mktemp("full")
+    summary = train(tiny_config(), out, progress=False, tables=tables, return_model=True)
+    return out, summary
+
+
+def test_cached_features_match_a_fresh_encoder_pass(tables):
+    from normface_lib.encoders import load_encoder
+    enc = load_encoder("dlib-resnet")
+    cached = cached_encode(enc, tables["unseen_people"].images)
+    fresh = encode(enc, tables["unseen_people"].images)
+    assert torch.allclose(cached["features"], fresh["features"], atol=1e-5)
+    assert torch.allclose(cached["embeddings"], fresh["embeddings"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_training_writes_log_checkpoint_summary_and_refuses_overwrite(full_run, tables):
+    out, summary = full_run
+    log = read_log(out / "losses.jsonl")
+    assert [r["step"] for r in log] == [0, 1, 2, 3]
+    assert ["identity" in r for r in log] == [True, False, True, False]  # identity_every=2
+    assert all(r["texture"] > 0 and r["landmark"] >= 0 and r["lr"] > 0 for r in log)
+    assert summary["steps_done"] == 4 and summary["world_size"] == 1
+    assert set(summary["eval"]) == {"train", "unseen_people"}
+    assert summary["eval"]["unseen_people"]["n"] == 10
+    assert json.loads((out / "summary.json").read_text())["param_checksum"] == summary["param_checksum"]
+    model, config, _, extra = load_checkpoint(out / "checkpoint")
+    assert extra["step"] == 4 and config["steps"] == 4
+    assert param_checksum(model) == param_checksum(summary["model"])
+    with pytest.raises(OverwriteError):
+        train(tiny_config(), out, progress=False, tables=tables)
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, full_run, tables):
+    out_full, full = full_run
+    out = tmp_path / "interrupted"
+    half = train(tiny_config(), out, progress=False, tables=tables, until_step=2)
+    assert half["steps_done"] == 2 and "eval" not in half
+    assert len(read_log(out / "losses.jsonl")) == 2
+    resumed = train(tiny_config(), out, progress=False, tables=tables, resume=True, return_model=True)
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bitwise
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(read_log(out / "losses.jsonl")) == strip(read_log(out_full / "losses.jsonl"))
+    assert resumed["eval"]["unseen_people"] == full["eval"]["unseen_people"]
+    with pytest.raises(InputError, match="different config"):
+        train(tiny_config(lr=1e-2), out, progress=False, tables=tables, resume=True)
+
+
+@pytest.mark.slow
+def test_training_reduces_the_loss(tmp_path, tables):
+    """30 steps on 3 people: the texture loss of the last 5 steps is well below that of the first 5."""
+    s = train(tiny_config(steps=30, identity_every=0, checkpoint_every=30, input_noise=0.0, input_dropout=0.0,
+                          morphs="off"), tmp_path, progress=False, tables=tables)
+    log = read_log(tmp_path / "losses.jsonl")
+    first = sum(r["texture"] for r in log[:5]) / 5
+    last = sum(r["texture"] for r in log[-5:]) / 5
+    assert last < 0.6 * first, (first, last)
+    assert s["eval"]["train"]["texture_l1"] < first
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, config, out, tables):
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        summary = train(config, out, progress=False, tables=tables, return_model=True)
+        save_file({k: v.contiguous() for k, v in summary["model"].state_dict().items()},
+                  os.path.join(out, f"rank{rank}.safetensors"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, tables):
+    import torch.multiprocessing as mp
+    cfg = tiny_config(steps=3, checkpoint_every=3, num_threads=1, identity_every=3)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path), tables), nprocs=2, join=True)
+    w0, w1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["param_checksum"][0] == summary["param_checksum"][1]
+    assert len(read_log(tmp_path / "losses.jsonl")) == 3
+    # it trained: the weights moved away from the (seeded, shared) initialisation
+    torch.manual_seed(cfg.seed)
+    init = Decoder(w0["feature_mean"].numel(), tables["train"].mean_shape, out_size=32, width=0.125).state_dict()
+    assert not torch.equal(init["to_rgb.weight"], w0["to_rgb.weight"])
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_train_help_and_bad_override(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--profile" in out and "--set" in out
+    assert cli.main(["train", "--out", str(tmp_path / "never"), "--set", "no_such_field=1"]) == 1
+    assert "unknown TrainConfig fields" in capsys.readouterr().err
+    assert cli.main(["train", "--out", str(tmp_path / "never"), "--set", "width"]) == 1
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
