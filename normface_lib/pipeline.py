@@ -3,28 +3,36 @@
 Each step is a public call of its own room (:func:`normface_lib.faces.face_from_photo`,
 :meth:`FaceEncoder.features <normface_lib.encoders.FaceEncoder.features>`, :class:`~normface_lib.nets.Decoder`, whose
 forward ends in :func:`normface_lib.warp.warp_image`); :class:`NormFace` chains them around a trained decoder and its
-frozen encoder.
+frozen encoder, for one photo (:meth:`NormFace.normalize`), every face of one (:meth:`NormFace.normalize_all`) or many
+photos in batches (:meth:`NormFace.normalize_many`).
 
     >>> model = NormFace.from_profile("quick")                                # doctest: +SKIP
     >>> result = model.normalize("photo.jpg")                                 # doctest: +SKIP
     >>> result.image.shape, result.identity_distance                          # doctest: +SKIP
+
+A model is a folder (``config.json`` + ``model.safetensors``, see :mod:`normface_lib.nets.checkpoint`):
+:meth:`NormFace.save_pretrained` writes one, :meth:`NormFace.from_pretrained` reads a local folder, a training run
+folder or a Hugging Face hub id (``"org/name"``, through ``huggingface_hub``; offline it reads the local hub cache).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from . import faces
 from .core import resources
 from .core.checks import check_images
-from .core.errors import InputError
+from .core.errors import InputError, MissingWeightsError
 from .core.runtime import default_device
 from .encoders import FaceEncoder, load_encoder
-from .nets import Decoder, load_checkpoint
-from .training import profile_config, train
+from .nets import Decoder, load_checkpoint, save_checkpoint
+from .nets.checkpoint import find_checkpoint
+from .training import CHECKPOINT_NAME, profile_config, train
 
 
 @dataclass
@@ -36,12 +44,13 @@ class NormalizedFace:
         landmarks: ``[68,2]`` float32: its predicted landmarks (pixels of ``image``).
         texture: ``[3,S,S]`` float32 in ``[0,1]``: the predicted texture in the mean-shape frame (None for a no-warp
             decoder).
-        input_crop: ``[3,S,S]`` float32 in ``[0,1]``: the aligned input face the encoder saw.
+        input_crop: ``[3,S',S']`` float32 in ``[0,1]``: the aligned input face the encoder saw.
         input_landmarks: ``[68,2]`` float32: detected landmarks of the input, photo pixels (None for a crop input).
         identity_distance: L2 distance between the encoder's normalised embeddings of input crop and output.
-        same_person: ``identity_distance < threshold`` (the encoder's documented same-person threshold).
-        threshold: that threshold.
+        same_person: ``identity_distance < threshold``.
+        threshold: the same-person threshold (calibrated at training time, see :attr:`NormFace.threshold`).
         source: the photo's name.
+        box: ``[4]`` the face's detection box ``(x0, y0, x1, y1)`` in photo pixels, when detection ran.
     """
 
     image: torch.Tensor
@@ -53,15 +62,33 @@ class NormalizedFace:
     same_person: bool
     threshold: float
     source: str
+    box: torch.Tensor | None = None
 
 
 #: Training sets whose photos are grey.
 GREY_DATASETS = frozenset({"orl"})
+#: Files a model folder holds (what :meth:`NormFace.from_pretrained` fetches from a hub repository).
+MODEL_FILES = ("config.json", "model.safetensors")
 
 
 def default_checkpoint(profile: str = "quick") -> Path:
     """Where notebook 02 and ``normface train`` put the checkpoint of ``profile`` by default."""
     return resources.cache_dir("checkpoints") / profile
+
+
+def _hub_folder(repo_id: str) -> Path:
+    """A Hugging Face hub model repository as a local folder (downloaded, or the local cache when offline)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:  # pragma: no cover - a dependency of normface
+        raise MissingWeightsError(f"{repo_id!r} looks like a Hugging Face hub id but huggingface_hub is not "
+                                  "installed: pip install huggingface_hub") from e
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=list(MODEL_FILES)))
+    except Exception as e:  # huggingface_hub raises many kinds: offline, not found, gated...
+        raise MissingWeightsError(f"{repo_id!r} is neither a local folder nor a Hugging Face hub model that could be "
+                                  f"fetched ({type(e).__name__}: {e}). Offline, the hub cache must already hold it "
+                                  "(HF_HUB_OFFLINE=1 reads only the cache).") from e
 
 
 class NormFace(torch.nn.Module):
@@ -71,35 +98,59 @@ class NormFace(torch.nn.Module):
         decoder: the trained decoder (its ``out_size`` fixes the crop side ``S``).
         encoder: the frozen encoder (:func:`normface_lib.encoders.load_encoder`).
         config: the training configuration (dict) stored with the checkpoint, kept for reference.
+        threshold: the same-person threshold on the encoder's embedding distance, with how it was calibrated
+            (``{"value", "far", ...}`` as training stores it); None: the encoder's documented threshold.
+
+    Attributes:
+        threshold: the same-person threshold every result is judged by: the one calibrated on the training people
+            when the model was trained (the number the book reports), else the encoder's documented one.
+        threshold_source: where it comes from.
     """
 
-    def __init__(self, decoder: Decoder, encoder: FaceEncoder, config: dict | None = None):
+    def __init__(self, decoder: Decoder, encoder: FaceEncoder, config: dict | None = None,
+                 threshold: dict | None = None):
         super().__init__()
         self.decoder = decoder.eval()
         self.encoder = encoder
         self.config = dict(config or {})
         self.size = int(decoder.out_size)
+        self.calibration = dict(threshold) if threshold else None
+        if self.calibration and self.calibration.get("encoder", encoder.name) == encoder.name:
+            self.threshold = float(self.calibration["value"])
+            self.threshold_source = (f"calibrated at training time at a {self.calibration['far']:.0%} false-accept "
+                                     f"rate on {self.calibration.get('photos', '?')} photos of "
+                                     f"{self.calibration.get('people', '?')} training people")
+        else:
+            self.threshold = float(encoder.threshold)
+            self.threshold_source = encoder.threshold_source
 
+    # ------------------------------------------------------------------------------------------ loading, saving
     @classmethod
     def from_profile(cls, profile: str = "quick", checkpoint: str | os.PathLike | None = None,
                      device: str | torch.device | None = None, train_if_missing: bool = True,
-                     progress: bool = False) -> "NormFace":
+                     progress: bool = False, **overrides) -> "NormFace":
         """The model of a named profile: its checkpoint (``checkpoint``, default :func:`default_checkpoint`),
-        trained there first with the profile's settings when it is missing and ``train_if_missing``.
+        trained there first with the profile's settings (and ``overrides`` of them, e.g. ``steps=100``) when it is
+        missing (or finished when its training was interrupted) and ``train_if_missing``.
 
         This is the one call every notebook after 02 starts from. A checkpoint whose training config differs from
         the profile's (another seed, fewer steps...) is used as it is, with a printed note naming the differences.
         Raises ``FileNotFoundError`` when there is no checkpoint and ``train_if_missing`` is False.
         """
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint(profile)
-        config = profile_config(profile, device=None if device is None else str(device))
-        if not ((path / "checkpoint" / "config.json").exists() or (path / "config.json").exists()):
+        config = profile_config(profile, **{"device": None if device is None else str(device), **overrides})
+        found = find_checkpoint(path / CHECKPOINT_NAME) or find_checkpoint(path)
+        if found is None or cls._steps_left(found):
             if not train_if_missing:
-                raise FileNotFoundError(f"No normface checkpoint in {path}; train one with `normface train --profile "
-                                        f"{profile} --out {path}` or pass train_if_missing=True.")
-            print(f"no {profile} checkpoint in {path}: training one with the {profile!r} profile "
-                  f"({config.steps} steps)")
-            train(config, path, progress=progress)
+                raise FileNotFoundError(f"No finished normface checkpoint in {path}; train one with `normface train "
+                                        f"--profile {profile} --out {path}` or pass train_if_missing=True.")
+            if found is None:
+                print(f"no {profile} checkpoint in {path}: training one with the {profile!r} profile "
+                      f"({config.steps} steps; a few minutes on a CPU for 'quick')", flush=True)
+                train(config, path, progress=progress, force=True)
+            else:
+                print(f"the {profile} checkpoint in {path} is unfinished: resuming its training", flush=True)
+                train(config, path, progress=progress, resume=True)
         model = cls.from_pretrained(path, device=device)
         want = config.to_dict()
         differs = sorted(k for k in want if k != "device" and model.config.get(k) != want[k])
@@ -107,27 +158,62 @@ class NormFace(torch.nn.Module):
             print(f"note: this checkpoint differs from the {profile!r} profile in {differs}")
         return model
 
+    @staticmethod
+    def _steps_left(ckpt: Path) -> int:
+        """Training steps a checkpoint still lacks (0 for a finished run or a saved model without training state)."""
+        try:
+            doc = json.loads((ckpt / "config.json").read_text())
+            step, steps = doc.get("extra", {}).get("step"), (doc.get("config") or {}).get("steps")
+            return max(0, int(steps) - int(step)) if step is not None and steps is not None else 0
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                        profile: str = "quick") -> "NormFace":
-        """Load a checkpoint written by :func:`normface_lib.training.train` (a run folder holding ``checkpoint/``, or
-        the checkpoint folder itself) together with the encoder named in its config.
+                        profile: str = "quick", allow_partial: bool = False) -> "NormFace":
+        """Load a model together with the encoder named in its config.
 
-        ``path=None`` uses :func:`default_checkpoint` of ``profile``. Raises ``FileNotFoundError`` saying how to
-        make one when the folder holds no checkpoint.
+        Args:
+            path: a model folder (:meth:`save_pretrained`), a checkpoint folder or a training run folder holding
+                ``checkpoint/`` (:func:`normface_lib.training.train`), or a Hugging Face hub id ``"org/name"``.
+                ``None``: :func:`default_checkpoint` of ``profile``.
+            device: where the model runs (default CUDA when available, else CPU).
+            allow_partial: accept a checkpoint whose training stopped early (otherwise refused, saying how to finish
+                it).
+
+        Raises:
+            FileNotFoundError: no checkpoint there (the message says how to make one). InputError / ChecksumError:
+            a damaged, tampered or unfinished checkpoint. MissingWeightsError: a hub id that cannot be fetched.
         """
+        if path is not None and not Path(path).exists() and str(path).count("/") == 1 and \
+                not str(path).startswith((".", "/", "~")):
+            path = _hub_folder(str(path))
         path = Path(path) if path is not None else default_checkpoint(profile)
-        if (path / "checkpoint" / "config.json").exists():  # a training run folder: its final checkpoint
-            path = path / "checkpoint"
-        if not (path / "config.json").exists():
+        run = path
+        if find_checkpoint(path / CHECKPOINT_NAME) is not None:  # a training run folder: its final checkpoint
+            path = path / CHECKPOINT_NAME
+        if find_checkpoint(path) is None:
             raise FileNotFoundError(
-                f"No normface checkpoint in {path}. Train one with `normface train --profile quick --out {path}` "
-                "(a few minutes on a CPU) or run notebooks/02_training.ipynb, then pass that folder.")
+                f"No normface checkpoint in {path}. Train one with `normface train --profile quick --out {run}` "
+                "(a few minutes on a CPU), run notebooks/02_training.ipynb, or use NormFace.from_profile('quick'), "
+                "which trains it on first use.")
+        left = cls._steps_left(find_checkpoint(path))
+        if left and not allow_partial:
+            raise InputError(f"the checkpoint in {path} is unfinished: its training stopped {left} steps before the "
+                             f"end. Finish it with `normface train --resume --out {run}` (with the same options), "
+                             "or pass allow_partial=True to use it as it is.")
         dev = default_device(device)
         ckpt = load_checkpoint(path, map_location=dev)
         config = ckpt.config or {}
         encoder = load_encoder(config.get("encoder", "facenet-casia"), layer=config.get("encoder_layer"), device=dev)
-        return cls(ckpt.model.to(dev), encoder, config)
+        return cls(ckpt.model.to(dev), encoder, config, ckpt.meta.get("identity_threshold"))
+
+    def save_pretrained(self, folder: str | os.PathLike, force: bool = False) -> Path:
+        """Write the model as a folder :meth:`from_pretrained` reads (``config.json`` + ``model.safetensors``, the
+        layout of a Hugging Face hub model repository; no optimizer state). Refuses to replace an existing model
+        unless ``force``. Returns the folder."""
+        return save_checkpoint(folder, self.decoder, self.config, force=force,
+                               meta={"identity_threshold": self.calibration})
 
     @property
     def renders_colour(self) -> bool:
@@ -140,9 +226,10 @@ class NormFace(torch.nn.Module):
     def device(self) -> torch.device:
         return next(self.decoder.parameters()).device
 
+    # ------------------------------------------------------------------------------------------ normalizing
     @torch.no_grad()
     def normalize_crops(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Normalize aligned canonical crops.
+        """Normalize aligned canonical crops (one batch).
 
         Args:
             crops: ``[B,3,S',S']`` float in ``[0,1]``, canonical crops of any side ``S'`` (the encoder resizes).
@@ -150,21 +237,28 @@ class NormFace(torch.nn.Module):
         Returns:
             the decoder's dict (``image`` ``[B,3,S,S]``, ``texture``, ``landmarks`` ``[B,68,2]``) plus
             ``identity_distance`` ``[B]``: embedding distance between each crop and its output.
+
+        Raises:
+            InputError: bad crops; RuntimeError-like :class:`~normface_lib.core.errors.NormFaceError` when the
+            model's output is not finite (damaged weights).
         """
         check_images(crops, "crops", square=True)
         features, embedding = self.encoder.features_and_embed(crops.to(self.device))  # one encoder pass
         out = self.decoder(features)
+        if not bool(torch.isfinite(out["image"]).all()) or not bool(torch.isfinite(out["landmarks"]).all()):
+            raise InputError("the model produced NaN or inf values: its weights are damaged or training diverged; "
+                             "train it again.")
         out["identity_distance"] = (embedding - self.encoder.embed(out["image"])).norm(dim=1)
         return out
 
-    def _result(self, out: dict, i: int, crop: torch.Tensor, photo_landmarks, source: str) -> NormalizedFace:
+    def _result(self, out: dict, i: int, crop: torch.Tensor, photo_landmarks, source: str,
+                box: torch.Tensor | None = None) -> NormalizedFace:
         d = float(out["identity_distance"][i])
         tex = out.get("texture")
         return NormalizedFace(image=out["image"][i].cpu(), landmarks=out["landmarks"][i].cpu(),
                               texture=None if tex is None else tex[i].cpu(), input_crop=crop.cpu(),
-                              input_landmarks=photo_landmarks, identity_distance=d,
-                              same_person=d < float(self.encoder.threshold), threshold=float(self.encoder.threshold),
-                              source=source)
+                              input_landmarks=photo_landmarks, identity_distance=d, same_person=d < self.threshold,
+                              threshold=self.threshold, source=source, box=box)
 
     def normalize_all(self, photo, name: str | None = None) -> list[NormalizedFace]:
         """Normalize every face in a photo (largest first).
@@ -175,11 +269,11 @@ class NormFace(torch.nn.Module):
             name: how to call the photo in messages.
 
         Raises:
-            NoFaceError: no face found; UnreadableImageError / FileNotFoundError for a bad file.
+            NoFaceError: no face found; UnreadableImageError / FileNotFoundError / InputError for a bad input.
         """
-        found = faces.faces_in_photo(photo, self.size, name=name)
+        found = faces.faces_in_photo(photo, self.size, name=name, device=self.device)
         out = self.normalize_crops(torch.stack([f.crop for f in found]))
-        return [self._result(out, i, f.crop, f.photo_landmarks, f.source) for i, f in enumerate(found)]
+        return [self._result(out, i, f.crop, f.photo_landmarks, f.source, f.box) for i, f in enumerate(found)]
 
     def normalize(self, photo, face: str | int = "largest", name: str | None = None) -> NormalizedFace:
         """Normalize one face of a photo: detect (MTCNN) → 68 landmarks (dlib) → align → encode → decode → warp.
@@ -192,9 +286,65 @@ class NormFace(torch.nn.Module):
         Returns:
             :class:`NormalizedFace`.
         """
-        f = faces.face_from_photo(photo, self.size, face=face, name=name, cache=False)
+        f = faces.face_from_photo(photo, self.size, face=face, name=name, cache=False, device=self.device)
         out = self.normalize_crops(f.crop[None])
         return self._result(out, 0, f.crop, f.photo_landmarks, f.source)
+
+    def normalize_many(self, photos: Sequence, batch: int = 16, names: Sequence[str] | None = None,
+                       aligned: bool = False) -> list[list[NormalizedFace] | Exception]:
+        """Normalize many photos in batches: faster than one by one (detection is grouped by photo size, the
+        networks run on up to ``batch`` faces at once).
+
+        Args:
+            photos: paths, bytes, PIL images, arrays or tensors (as :meth:`normalize`).
+            batch: photos per batch.
+            names: how to call each photo in messages (default its path).
+            aligned: the photos are canonical crops already (square, eyes and mouth where :mod:`normface_lib.faces`
+                puts them): no detection, each photo is one face.
+
+        Returns:
+            per photo, in input order, its normalized faces (largest first) or the error it raised (missing,
+            unreadable, no face, not square...: :data:`normface_lib.faces.PHOTO_ERRORS`); one bad photo never stops
+            the others.
+        """
+        if not isinstance(batch, int) or batch < 1:
+            raise InputError(f"batch must be a positive integer, got {batch!r}.")
+        results: list = []
+        for start in range(0, len(photos), batch):
+            chunk = list(photos[start:start + batch])
+            labels = [(names[start + k] if names else None) or faces.photo_label(p)
+                      for k, p in enumerate(chunk)]
+            found = self._aligned_crops(chunk, labels) if aligned else \
+                faces.faces_in_photos(chunk, self.size, labels, device=self.device)
+            todo = [f for fs in found if not isinstance(fs, Exception) for f in fs]
+            if todo:
+                out = self.normalize_crops(torch.stack([f.crop for f in todo]))
+            k = 0
+            for fs in found:
+                if isinstance(fs, Exception):
+                    results.append(fs)
+                    continue
+                results.append([self._result(out, k + i, f.crop, f.photo_landmarks, f.source, f.box)
+                                for i, f in enumerate(fs)])
+                k += len(fs)
+        return results
+
+    def _aligned_crops(self, photos: list, labels: list[str]) -> list:
+        """Photos that are canonical crops already, as one :class:`~normface_lib.faces.Face` each (or the error)."""
+        out = []
+        for photo, label in zip(photos, labels):
+            try:
+                crop = faces.load_image(photo, name=label)
+                if crop.shape[-1] != crop.shape[-2]:
+                    raise InputError(f"{label}: an aligned crop must be square, got {crop.shape[-1]}x{crop.shape[-2]} "
+                                     "pixels; leave out --aligned to detect and align the face.")
+                if crop.shape[-1] != self.size:
+                    crop = torch.nn.functional.interpolate(crop[None], size=(self.size, self.size), mode="bilinear",
+                                                           antialias=True, align_corners=False)[0].clamp(0, 1)
+                out.append([faces.Face(crop, None, None, torch.eye(2, 3), label)])
+            except faces.PHOTO_ERRORS as e:
+                out.append(e)
+        return out
 
     def forward(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """Differentiable path for aligned crops ``[B,3,S,S]`` in ``[0,1]`` → decoder outputs (no identity metric)."""

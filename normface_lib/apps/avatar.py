@@ -33,7 +33,7 @@ import torch
 
 from ..core.checks import as_landmarks
 from ..core.errors import InputError, OverwriteError
-from ..core.resources import assets_dir
+from ..core.resources import assets_dir, atomic_write
 from ..faces import apply_affine, fit_similarity, load_image
 
 #: The committed mesh file.
@@ -153,7 +153,8 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
     """Write a textured mesh as ``name.obj`` + ``name.mtl`` + ``name.png`` (same folder, same stem).
 
     Args:
-        path: the ``.obj`` path (the suffix is replaced by ``.obj``/``.mtl``/``.png``).
+        path: the ``.obj`` path, or the name before the suffixes: ``out/john.smith`` writes ``out/john.smith.obj``,
+            ``.mtl`` and ``.png`` (a dot in the name is kept).
         vertices: ``[V,3]`` float (any units; :func:`fit_mesh` gives crop pixels, y up).
         faces: ``[F,3]`` integer, 0-based vertex indices.
         uvs: ``[V,2]`` float in ``[0,1]``, image convention (``v`` down); written as ``1 - v``.
@@ -164,7 +165,8 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
         ``{"obj": Path, "mtl": Path, "png": Path}``.
 
     Raises:
-        OverwriteError: one of the three files exists and ``force`` is false (nothing is written).
+        OverwriteError: one of the three files (or a link of that name) exists and ``force`` is false (nothing is
+            written). Each file is written atomically; a link in the way is replaced, never written through.
         InputError: wrong shapes, indices out of range, uvs outside ``[0,1]``, non-finite values.
     """
     from PIL import Image
@@ -187,22 +189,23 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
     if not isinstance(tex, torch.Tensor) or tex.dim() != 3 or tex.shape[0] != 3 or not tex.is_floating_point():
         raise InputError("texture_image must be a float tensor [3,H,W] in [0,1].")
     path = Path(path)
-    out = {"obj": path.with_suffix(".obj"), "mtl": path.with_suffix(".mtl"), "png": path.with_suffix(".png")}
-    existing = [str(p) for p in out.values() if p.exists()]
+    base = str(path.with_suffix("")) if path.suffix.lower() == ".obj" else str(path)
+    out = {k: Path(f"{base}.{k}") for k in ("obj", "mtl", "png")}
+    existing = [str(p) for p in out.values() if os.path.lexists(p)]
     if existing and not force:
         raise OverwriteError(f"{', '.join(existing)} already exist(s); pass force=True (CLI: --force) to overwrite, "
                              "or choose another path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = (tex.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    Image.fromarray(arr).save(out["png"])
-    out["mtl"].write_text(f"# normface avatar material\nnewmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\n"
-                          f"map_Kd {out['png'].name}\n")
+    atomic_write(out["png"], lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"), overwrite=force)
+    mtl = (f"# normface avatar material\nnewmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\n"
+           f"map_Kd {out['png'].name}\n")
+    atomic_write(out["mtl"], lambda tmp: Path(tmp).write_text(mtl), overwrite=force)
     lines = ["# normface avatar (mesh: MediaPipe canonical face model, Apache-2.0)", f"mtllib {out['mtl'].name}"]
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in V.tolist()]
     lines += [f"vt {u:.6f} {1 - v:.6f}" for u, v in T.tolist()]
     lines.append("usemtl face")
     lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (Fc + 1).tolist()]
-    out["obj"].write_text("\n".join(lines) + "\n")
+    atomic_write(out["obj"], lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"), overwrite=force)
     return out
 
 

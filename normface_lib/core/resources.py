@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import ChecksumError, MissingWeightsError
+from .errors import ChecksumError, MissingWeightsError, OverwriteError
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # normface_lib/
 _REPO_ROOT = _PACKAGE.parent
@@ -121,37 +121,42 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str | None, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` (atomically) and check its sha256; return ``dest``.
+def download(url: str, dest: str | os.PathLike, sha256: str | None, timeout: float = 60.0,
+             verify: Callable[[Path], None] | None = None) -> Path:
+    """Download ``url`` to ``dest`` (atomically) and check it; return ``dest``.
 
     An existing ``dest`` with the right checksum is reused. ``sha256=None`` is allowed only for files whose publisher
-    gives no checksum; the computed one is then printed so it can be pinned. Raises :class:`MissingWeightsError` when
-    the network is unreachable (saying which file to place where), :class:`ChecksumError` on a mismatch.
+    gives no checksum: then ``verify(path)`` (required) must check the content itself (it raises on a bad file), and
+    the computed sha256 is printed so it can be pinned. Raises :class:`MissingWeightsError` when the network is
+    unreachable (saying which file to place where), :class:`ChecksumError` on a mismatch; nothing is saved then.
     """
     dest = Path(dest)
+    if sha256 is None and verify is None:
+        raise ValueError("download() without a sha256 needs verify=, a check of the downloaded content.")
     if dest.exists():
         if sha256 is None or sha256_file(dest) == sha256:
             return dest
         raise ChecksumError(f"{dest} exists but its sha256 is {sha256_file(dest)}, expected {sha256}; "
                             "delete it and download again.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-            shutil.copyfileobj(r, out)
-    except OSError as e:  # URLError is an OSError
-        os.unlink(tmp)
-        raise MissingWeightsError(f"Could not download {url} ({e}). Without internet, download it elsewhere and "
-                                  f"place it at {dest}.") from e
-    got = sha256_file(tmp)
-    if sha256 is not None and got != sha256:
-        os.unlink(tmp)
-        raise ChecksumError(f"{url} downloaded with sha256 {got}, expected {sha256}; the file changed upstream or "
-                            "the download was corrupted. Nothing was saved.")
-    if sha256 is None:
-        print(f"downloaded {url} -> {dest} (sha256 {got}; pin it)")
-    os.replace(tmp, dest)
-    return dest
+
+    def fetch(tmp: str) -> None:
+        try:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+                shutil.copyfileobj(r, out)
+        except OSError as e:  # URLError is an OSError
+            raise MissingWeightsError(f"Could not download {url} ({e}). Without internet, download it elsewhere "
+                                      f"and place it at {dest}.") from e
+        got = sha256_file(tmp)
+        if sha256 is not None and got != sha256:
+            raise ChecksumError(f"{url} downloaded with sha256 {got}, expected {sha256}; the file changed upstream "
+                                "or the download was corrupted. Nothing was saved.")
+        if verify is not None:
+            verify(Path(tmp))
+        if sha256 is None:
+            print(f"downloaded {url} -> {dest} (sha256 {got}: the publisher gives no checksum; the content was "
+                  "checked instead)")
+
+    return atomic_write(dest, fetch)
 
 
 def assets_dir() -> Path:
@@ -160,9 +165,19 @@ def assets_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ atomic writes
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = True) -> Path:
     """Write ``path`` as one unit: ``write(tmp)`` fills a uniquely named temporary file in the same folder, which is
-    flushed to disk and renamed over ``path``; a reader (or a crash) never sees half a file. Returns ``path``."""
+    flushed to disk and then put in place; a reader (or a crash) never sees half a file, and a symbolic link at
+    ``path`` is replaced, never written through.
+
+    Args:
+        path: the file to write.
+        write: ``write(tmp_path)`` writes the content.
+        overwrite: ``False`` puts the file in place only if nothing (not even a dangling link) is at ``path``, in the
+            same atomic step as the check (:class:`OverwriteError` otherwise).
+
+    Returns ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -171,7 +186,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if anything is at path: check and write are one step
+            except FileExistsError:
+                raise OverwriteError(f"{path} exists; pass --force (force=True) to overwrite it, or choose another "
+                                     "output folder.") from None
+            os.unlink(tmp)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -179,10 +202,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> Path:
+def write_json(obj: Any, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write ``obj`` as indented JSON, atomically (:func:`atomic_write`)."""
     text = json.dumps(obj, indent=1) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite=overwrite)
 
 
 # ------------------------------------------------------------------------------------------------ digests, caches

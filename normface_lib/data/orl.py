@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .. import faces
 from ..core import resources
@@ -55,12 +57,19 @@ def orl_landmarks(online: bool = False, cache: bool = True, verbose: bool = Fals
     for im in images:
         h.update(faces.to_uint8_hwc(im).tobytes())
     path = resources.cache_dir("landmarks") / f"{prefix}-{h.hexdigest()[:16]}.npz"
+    lms = None
     if cache and path.exists():
-        lms = torch.from_numpy(np.load(path)["landmarks"]).float()
-    else:
+        try:
+            lms = torch.from_numpy(np.load(path)["landmarks"]).float()
+            if lms.shape != (len(images), 68, 2):
+                raise ValueError(f"shape {tuple(lms.shape)}")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated or foreign: detect again
+            print(f"normface: the landmark cache {path} is unreadable ({e}); detecting the landmarks again")
+            lms = None
+    if lms is None:
         t0 = time.perf_counter()
         out = []
-        for k, im in enumerate(images):
+        for k, im in enumerate(tqdm(images, desc=f"landmarks of the {prefix} photos", unit="photo", disable=None)):
             name = f"{prefix}/{people[k // 10]}/{k % 10 + 1}"
             try:
                 out.append(faces.detect_landmarks(im, name=name))
@@ -70,9 +79,8 @@ def orl_landmarks(online: bool = False, cache: bool = True, verbose: bool = Fals
         if verbose:
             print(f"detected landmarks on {len(images)} {prefix} photos in {time.perf_counter() - t0:.1f} s")
         if cache:
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez_compressed(tmp, landmarks=lms.numpy())
-            tmp.replace(path)
+            arr = lms.numpy()
+            resources.atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), landmarks=arr))
     _ORL_MEMO[online] = (images, lms, people, prefix)
     return _ORL_MEMO[online]
 

@@ -14,6 +14,7 @@ name                weights                                                     
 from .base import FaceEncoder, crop_resize
 from .features import cached_encode, encode, encoder_key
 from .registry import ENCODER_NAMES, ENCODERS, load_encoder
+from .thresholds import DEFAULT_FAR, calibrate_on_table, calibrate_threshold, pairwise_distances, verification_rates
 
 __all__ = ["FaceEncoder", "crop_resize", "load_encoder", "ENCODER_NAMES", "ENCODERS", "encode", "cached_encode",
-           "encoder_key"]
+           "encoder_key", "DEFAULT_FAR", "calibrate_on_table", "calibrate_threshold", "pairwise_distances", "verification_rates"]

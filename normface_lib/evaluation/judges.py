@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..encoders import cached_encode, encode
-from .metrics import calibrate_threshold, verification_rates
+from ..encoders import encode
+from ..encoders.thresholds import DEFAULT_FAR, calibrate_on_table
 
 #: FaceNet paper's same-identity threshold (a different 128-D network), shown for reference only.
 FACENET_PAPER_THRESHOLD = 1.242
@@ -33,11 +33,9 @@ class Judge:
         return encode(self.encoder, images, batch=64)["embeddings"]
 
 
-def make_judge(encoder, train_table, far: float = 0.05) -> Judge:
+def make_judge(encoder, train_table, far: float = DEFAULT_FAR) -> Judge:
     """Calibrate ``encoder``'s threshold at false-accept rate ``far`` on the training people's real photos (mirror
-    images left out). Embeddings of the training table are cached (:func:`normface_lib.encoders.cached_encode`)."""
-    emb = cached_encode(encoder, train_table.images)["embeddings"]
-    rows = train_table.photo_mask
-    p = train_table.base_person[rows]
-    thr = calibrate_threshold(emb[rows], p, far)
-    return Judge(encoder.name, encoder, thr, far, verification_rates(emb[rows], p, thr)["tar"])
+    images left out; :func:`normface_lib.encoders.thresholds.calibrate_on_table`, the calibration training stores
+    with every checkpoint). Embeddings of the training table are cached."""
+    cal = calibrate_on_table(encoder, train_table, far)
+    return Judge(encoder.name, encoder, cal["value"], far, cal["tar"])

@@ -1,9 +1,8 @@
-"""Identity and invariance metrics: embedding distances, same-person thresholds at a false-accept rate, rank-1
-identification, bootstrap intervals over people, spread of a person's photos, landmark error. Pure functions of
-tensors: no model, no data set."""
+"""Identity and invariance metrics: rank-1 identification, bootstrap intervals over people, spread of a person's
+photos, landmark error; embedding distances and same-person thresholds come from
+:mod:`normface_lib.encoders.thresholds`. Pure functions of tensors: no model, no data set."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -11,62 +10,8 @@ import torch
 
 from ..core.checks import check_images, check_labels, check_rows
 from ..core.errors import InputError
+from ..encoders.thresholds import calibrate_threshold, pairwise_distances, verification_rates
 from ..faces import interocular
-
-
-def pairwise_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances between the rows of ``a`` ``[N,E]`` and ``b`` ``[M,E]`` (float): ``[N,M]`` float64 ≥ 0."""
-    a = check_rows(a, "a").double()
-    b = check_rows(b, "b").double()
-    if a.shape[1] != b.shape[1]:
-        raise InputError(f"a and b must have the same width, got {a.shape[1]} and {b.shape[1]}.")
-    return torch.cdist(a, b).clamp_min(0)
-
-
-def calibrate_threshold(embeddings: torch.Tensor, person, far: float = 0.05) -> float:
-    """Same-person threshold at a given false-accept rate.
-
-    Among all pairs ``i < j`` of *different* people, the distances are sorted ``d_(0) ≤ d_(1) ≤ … ≤ d_(n-1)``; the
-    threshold is ``d_(k)`` with ``k = floor(far · n)``, so that at most a fraction ``far`` of different-person pairs
-    lies strictly below it (exactly ``far`` when ``far · n`` is an integer and distances are distinct).
-
-    Args:
-        embeddings: ``[N,E]`` float, the judge's L2-normalised embeddings of real photos (use training people only).
-        person: ``[N]`` integer identity labels.
-        far: false-accept rate in ``(0, 1)``.
-
-    Returns:
-        The threshold (a Python float ≥ 0; in ``[0, 2]`` for unit embeddings).
-
-    Raises:
-        InputError: bad shapes, ``far`` outside ``(0, 1)``, or fewer than 2 people.
-    """
-    emb = check_rows(embeddings, "embeddings")
-    person = check_labels(person, "person", emb.shape[0])
-    if not 0 < far < 1:
-        raise InputError(f"far must be a false-accept rate in (0, 1), got {far}.")
-    if person.unique().numel() < 2:
-        raise InputError("calibrate_threshold needs photos of at least 2 different people.")
-    d = pairwise_distances(emb, emb)
-    i, j = torch.triu_indices(emb.shape[0], emb.shape[0], offset=1)
-    diff = person[i] != person[j]
-    neg = d[i[diff], j[diff]].sort().values
-    k = min(int(math.floor(far * neg.numel())), neg.numel() - 1)
-    return float(neg[k])
-
-
-def verification_rates(embeddings: torch.Tensor, person, threshold: float) -> dict[str, float]:
-    """Fractions of same-person pairs (true accepts) and different-person pairs (false accepts) whose distance is
-    below ``threshold``. ``embeddings`` ``[N,E]`` float, ``person`` ``[N]`` int. Returns ``{"tar", "far"}`` in [0,1]."""
-    emb = check_rows(embeddings, "embeddings")
-    person = check_labels(person, "person", emb.shape[0])
-    d = pairwise_distances(emb, emb)
-    i, j = torch.triu_indices(emb.shape[0], emb.shape[0], offset=1)
-    same = person[i] == person[j]
-    below = d[i, j] < threshold
-    tar = float(below[same].double().mean()) if same.any() else float("nan")
-    far = float(below[~same].double().mean()) if (~same).any() else float("nan")
-    return {"tar": tar, "far": far}
 
 
 def rank1(query: torch.Tensor, query_person, gallery: torch.Tensor, gallery_person,
@@ -172,3 +117,7 @@ def landmark_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if (iod <= 0).any():
         raise InputError("target landmarks with coincident eyes: inter-ocular distance is 0.")
     return (pred.double() - target.double()).norm(dim=2).mean(1) / iod
+
+
+__all__ = ["calibrate_threshold", "pairwise_distances", "verification_rates", "rank1", "bootstrap_ci", "summarize",
+           "embedding_spread", "pixel_spread", "landmark_error"]

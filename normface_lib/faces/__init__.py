@@ -11,10 +11,12 @@ The canonical frame: a square crop of side ``S`` in which the eye centres and th
 in the least-squares sense, at :data:`CANONICAL_ANCHORS` (fractions of ``S``). Landmarks are ``(x, y)`` pixels with
 the centre of the top-left pixel at ``(0, 0)``. Everything downstream (encoders, decoder, metrics) works on such crops.
 """
-from .align import (Face, align_faces, apply_affine, canonical_transform, face_from_photo, faces_from_photos,
-                    faces_in_photo, fit_similarity, invert_affine, mirror_faces, warp_affine)
-from .detect import (LANDMARK_CODE_VERSION, MAX_DETECT_SIDE, MIN_DETECT_SIDE, cached_landmarks, detect_all_landmarks,
-                     detect_faces, detect_landmarks, landmarks_in_box)
+from .align import (PHOTO_ERRORS, Face, align_faces, apply_affine, canonical_transform, face_from_photo,
+                    faces_from_photos, faces_in_photo, faces_in_photos, fit_similarity, invert_affine, mirror_faces,
+                    photo_label, warp_affine)
+from .detect import (LANDMARK_CODE_VERSION, MAX_DETECT_SIDE, MIN_DETECT_SIDE, cached_landmarks, check_face,
+                     detect_all_landmarks, detect_faces, detect_faces_batch, detect_landmarks, detection_view,
+                     landmarks_in_box)
 from .images import load_image, to_uint8_hwc
 from .landmarks import (CANONICAL_ANCHORS, INNER_LIP_PAIRS, JAW, LEFT_EYE, MIRROR_PERMUTATION, MOUTH, NOSE_TIP,
                         RIGHT_EYE, SCORE_WEIGHTS, anchor_points, frontal_neutral_score, interocular, load_mean_shape,
@@ -22,10 +24,11 @@ from .landmarks import (CANONICAL_ANCHORS, INNER_LIP_PAIRS, JAW, LEFT_EYE, MIRRO
 from .perturb import DEFAULT_STRENGTH, HARD_PARTS, PERTURBATIONS, perturb
 
 __all__ = [
-    "Face", "align_faces", "apply_affine", "canonical_transform", "face_from_photo", "faces_from_photos",
-    "faces_in_photo", "fit_similarity", "invert_affine", "mirror_faces", "warp_affine",
-    "LANDMARK_CODE_VERSION", "MAX_DETECT_SIDE", "MIN_DETECT_SIDE", "cached_landmarks", "detect_all_landmarks",
-    "detect_faces", "detect_landmarks", "landmarks_in_box", "load_image", "to_uint8_hwc",
+    "PHOTO_ERRORS", "Face", "align_faces", "apply_affine", "canonical_transform", "face_from_photo",
+    "faces_from_photos", "faces_in_photo", "faces_in_photos", "fit_similarity", "invert_affine", "mirror_faces",
+    "photo_label", "warp_affine", "LANDMARK_CODE_VERSION", "MAX_DETECT_SIDE", "MIN_DETECT_SIDE", "cached_landmarks", "check_face",
+    "detect_all_landmarks", "detect_faces", "detect_faces_batch", "detect_landmarks", "detection_view",
+    "landmarks_in_box", "load_image", "to_uint8_hwc",
     "CANONICAL_ANCHORS", "INNER_LIP_PAIRS", "JAW", "LEFT_EYE", "MIRROR_PERMUTATION", "MOUTH", "NOSE_TIP", "RIGHT_EYE",
     "SCORE_WEIGHTS", "anchor_points", "frontal_neutral_score", "interocular", "load_mean_shape", "mean_shape",
     "mirror_landmarks", "pose_measures", "save_mean_shape", "DEFAULT_STRENGTH", "HARD_PARTS", "PERTURBATIONS", "perturb",

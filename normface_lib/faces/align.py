@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from ..core.checks import check_landmarks, check_size
 from ..core.errors import InputError, NoFaceError, UnreadableImageError
-from .detect import cached_landmarks, detect_all_landmarks
+from .detect import (cached_landmarks, detect_all_landmarks, detect_faces_batch, detection_view, face_index,
+                     landmarks_in_box)
 from .images import load_image
 from .landmarks import CANONICAL_ANCHORS, anchor_points, mirror_landmarks
 
@@ -146,6 +147,8 @@ class Face:
         photo_landmarks: ``[68,2]`` float32, photo pixels.
         matrix: ``[2,3]`` similarity, photo pixels → crop pixels.
         source: where the photo came from (path or description).
+        box: ``[4]`` float32 MTCNN box ``(x0, y0, x1, y1)`` in photo pixels, when detection ran here (None when the
+            landmarks came from the cache).
     """
 
     crop: torch.Tensor
@@ -153,14 +156,16 @@ class Face:
     photo_landmarks: torch.Tensor
     matrix: torch.Tensor
     source: str
+    box: torch.Tensor | None = None
 
 
-def _label(photo, name: str | None) -> str:
+def photo_label(photo, name: str | None = None) -> str:
+    """How to call a photo in messages: ``name``, else its path, else ``"image"``."""
     return name or (str(photo) if isinstance(photo, (str, os.PathLike)) else "image")
 
 
 def face_from_photo(photo, size: int, face: str | int = "largest", name: str | None = None,
-                    cache: bool = True, min_prob: float = 0.9) -> Face:
+                    cache: bool = True, min_prob: float = 0.9, device: str | torch.device = "cpu") -> Face:
     """Load (if needed) → detect → select → align one face: the whole preprocessing path for a user's photo.
 
     Args:
@@ -170,6 +175,7 @@ def face_from_photo(photo, size: int, face: str | int = "largest", name: str | N
         name: how to call the photo in error messages (defaults to the path).
         cache: reuse/store the landmarks on disk (see :func:`~normface_lib.faces.detect.cached_landmarks`).
         min_prob: MTCNN detection threshold.
+        device: where MTCNN runs.
 
     Returns:
         :class:`Face` with ``crop`` ``[3,S,S]`` float32 in ``[0,1]`` and landmarks in crop and photo pixels.
@@ -179,23 +185,58 @@ def face_from_photo(photo, size: int, face: str | int = "largest", name: str | N
         NoFaceError: no face was found (the message names the file).
     """
     size = check_size(size)
-    label = _label(photo, name)
+    label = photo_label(photo, name)
     image = load_image(photo, name=label)
-    lm = cached_landmarks(image, face=face, name=label, min_prob=min_prob, cache=cache)
+    lm = cached_landmarks(image, face=face, name=label, min_prob=min_prob, cache=cache, device=device)
     crops, lms, M = align_faces([image], lm[None], size)
     return Face(crops[0], lms[0], lm, M[0], label)
 
 
-def faces_in_photo(photo, size: int, name: str | None = None, min_prob: float = 0.9) -> list[Face]:
+def faces_in_photo(photo, size: int, name: str | None = None, min_prob: float = 0.9,
+                   device: str | torch.device = "cpu") -> list[Face]:
     """Every face of a photo, largest first, each aligned as in :func:`face_from_photo` (no landmark cache).
 
     Raises :class:`NoFaceError` when there is none; the loading errors of :func:`load_image`."""
     size = check_size(size)
-    label = _label(photo, name)
+    label = photo_label(photo, name)
     image = load_image(photo, name=label)
-    lms = detect_all_landmarks(image, name=label, min_prob=min_prob)
+    boxes, lms = detect_all_landmarks(image, name=label, min_prob=min_prob, device=device)
+    return _aligned(image, boxes, lms, size, label)
+
+
+def _aligned(image: torch.Tensor, boxes: torch.Tensor, lms: torch.Tensor, size: int, label: str) -> list[Face]:
     crops, crop_lms, M = align_faces(image[None].expand(len(lms), -1, -1, -1), lms, size)
-    return [Face(crops[i], crop_lms[i], lms[i], M[i], label) for i in range(len(lms))]
+    return [Face(crops[i], crop_lms[i], lms[i], M[i], label, boxes[i]) for i in range(len(lms))]
+
+
+#: What one photo of :func:`faces_in_photos` can fail with; other exceptions are bugs and propagate.
+PHOTO_ERRORS = (NoFaceError, UnreadableImageError, InputError, FileNotFoundError, PermissionError, IsADirectoryError)
+
+
+def faces_in_photos(photos: Sequence, size: int, names: Sequence[str] | None = None, min_prob: float = 0.9,
+                    device: str | torch.device = "cpu") -> list[list[Face] | Exception]:
+    """:func:`faces_in_photo` of many photos at once: MTCNN runs once per group of same-size photos (faster than one
+    by one; boxes can differ from it in the last digits). Returns, per photo in input order, its faces (largest
+    first) or the error that photo raised (:data:`PHOTO_ERRORS`: missing, unreadable, no face...)."""
+    size = check_size(size)
+    labels = [photo_label(p, names[k] if names else None) for k, p in enumerate(photos)]
+    out: list = [None] * len(photos)
+    images = {}
+    for k, photo in enumerate(photos):
+        try:
+            images[k] = load_image(photo, name=labels[k])
+        except PHOTO_ERRORS as e:
+            out[k] = e
+    ks = list(images)
+    views = [detection_view(images[k]) for k in ks]
+    for k, view, (boxes, _) in zip(ks, views, detect_faces_batch([images[k] for k in ks], min_prob, device, views)):
+        try:
+            face_index(0, len(boxes), labels[k])
+            lms = torch.stack([landmarks_in_box(images[k], b.tolist(), view) for b in boxes])
+            out[k] = _aligned(images[k], boxes, lms, size, labels[k])
+        except PHOTO_ERRORS as e:
+            out[k] = e
+    return out
 
 
 def faces_from_photos(photos: Sequence, size: int, face: str | int = "largest", cache: bool = True,
@@ -215,7 +256,7 @@ def faces_from_photos(photos: Sequence, size: int, face: str | int = "largest", 
         label = str(photo) if isinstance(photo, (str, os.PathLike)) else f"photo {k}"
         try:
             faces.append(face_from_photo(photo, size, face=face, name=label, cache=cache, min_prob=min_prob))
-        except (NoFaceError, UnreadableImageError, InputError, FileNotFoundError) as e:
+        except PHOTO_ERRORS as e:
             errors.append((label, f"{type(e).__name__}: {e}"))
     return faces, errors
 

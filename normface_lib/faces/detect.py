@@ -23,11 +23,11 @@ MIN_DETECT_SIDE = 160
 MAX_DETECT_SIDE = 1024
 
 
-@lru_cache(maxsize=1)
-def _mtcnn():
+@lru_cache(maxsize=4)
+def _mtcnn(device: str = "cpu"):
     from facenet_pytorch import MTCNN  # weights ship inside facenet-pytorch
 
-    return MTCNN(keep_all=True, device="cpu", post_process=False)
+    return MTCNN(keep_all=True, device=device, post_process=False)
 
 
 @lru_cache(maxsize=1)
@@ -45,25 +45,22 @@ def _detection_scale(h: int, w: int) -> float:
     return 1.0
 
 
-def detect_faces(image: torch.Tensor, min_prob: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-    """Find faces with MTCNN.
-
-    Args:
-        image: ``[3,H,W]`` float in ``[0,1]`` (see :func:`load_image`).
-        min_prob: detections below this MTCNN probability are dropped.
-
-    Returns:
-        ``boxes`` ``[K,4]`` float32 ``(x0, y0, x1, y1)`` in pixels of ``image``, sorted by area (largest first), and
-        their probabilities ``[K]``. ``K`` may be 0.
-    """
+def detection_view(image: torch.Tensor) -> tuple[Image.Image, float]:
+    """The picture the detectors see: ``image`` ``[3,H,W]`` in ``[0,1]`` as an 8-bit PIL image, resized (bicubic) by
+    the returned scale so that tiny faces are found and huge photos stay fast (:data:`MIN_DETECT_SIDE`,
+    :data:`MAX_DETECT_SIDE`)."""
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
-        raise InputError("detect_faces expects one image [3,H,W] in [0,1]; load it with load_image().")
+        raise InputError("face detection expects one image [3,H,W] in [0,1]; load it with load_image().")
     h, w = image.shape[1:]
     s = _detection_scale(h, w)
     pil = Image.fromarray(to_uint8_hwc(image))
     if s != 1.0:
         pil = pil.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
-    boxes, probs = _mtcnn().detect(pil)
+    return pil, s
+
+
+def _boxes(boxes, probs, s: float, min_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MTCNN's boxes of one picture (detection-view pixels) → photo pixels, thresholded, largest first."""
     if boxes is None:
         return torch.zeros(0, 4), torch.zeros(0)
     boxes = torch.as_tensor(np.asarray(boxes, dtype=float), dtype=torch.float32) / s
@@ -75,23 +72,57 @@ def detect_faces(image: torch.Tensor, min_prob: float = 0.9) -> tuple[torch.Tens
     return boxes[order], probs[order]
 
 
-def landmarks_in_box(image: torch.Tensor, box: Sequence[float]) -> torch.Tensor:
+def detect_faces(image: torch.Tensor, min_prob: float = 0.9, device: str | torch.device = "cpu",
+                 view: tuple[Image.Image, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Find faces with MTCNN.
+
+    Args:
+        image: ``[3,H,W]`` float in ``[0,1]`` (see :func:`load_image`).
+        min_prob: detections below this MTCNN probability are dropped.
+        device: where MTCNN runs.
+        view: :func:`detection_view` of ``image`` when the caller has it already.
+
+    Returns:
+        ``boxes`` ``[K,4]`` float32 ``(x0, y0, x1, y1)`` in pixels of ``image``, sorted by area (largest first), and
+        their probabilities ``[K]``. ``K`` may be 0.
+    """
+    pil, s = view or detection_view(image)
+    boxes, probs = _mtcnn(str(device)).detect(pil)
+    return _boxes(boxes, probs, s, min_prob)
+
+
+def detect_faces_batch(images: list[torch.Tensor], min_prob: float = 0.9, device: str | torch.device = "cpu",
+                       views: list | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`detect_faces` of many photos, with one MTCNN pass for each group of photos of the same size (faster;
+    the boxes can differ from one-by-one detection in the last digits). Returns one ``(boxes, probs)`` per photo."""
+    views = views or [detection_view(im) for im in images]
+    out: list = [None] * len(images)
+    groups: dict = {}
+    for i, (pil, s) in enumerate(views):
+        groups.setdefault((pil.size, s), []).append(i)
+    for (_, s), idx in groups.items():
+        boxes, probs = _mtcnn(str(device)).detect([views[i][0] for i in idx])
+        for k, i in enumerate(idx):
+            out[i] = _boxes(boxes[k], probs[k], s, min_prob)
+    return out
+
+
+def landmarks_in_box(image: torch.Tensor, box: Sequence[float],
+                     view: tuple[Image.Image, float] | None = None) -> torch.Tensor:
     """dlib's 68-point shape predictor inside a face box.
 
     Args:
         image: ``[3,H,W]`` float in ``[0,1]``.
         box: ``(x0, y0, x1, y1)`` in pixels of ``image``.
+        view: :func:`detection_view` of ``image`` when the caller has it already.
 
     Returns:
         ``[68,2]`` float32 landmark positions ``(x, y)`` in pixels of ``image`` (may fall outside the image).
     """
     import dlib
 
-    h, w = image.shape[1:]
-    s = _detection_scale(h, w)
-    arr = to_uint8_hwc(image)
-    if s != 1.0:
-        arr = np.asarray(Image.fromarray(arr).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
+    pil, s = view or detection_view(image)
+    arr = np.asarray(pil)
     x0, y0, x1, y1 = (float(v) * s for v in box)
     rect = dlib.rectangle(int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1)))
     shape = _shape_predictor()(arr, rect)
@@ -124,7 +155,7 @@ def face_index(face, n_found: int, name: str = "image") -> int:
 
 
 def detect_landmarks(image: torch.Tensor, face: str | int = "largest", name: str = "image",
-                     min_prob: float = 0.9) -> torch.Tensor:
+                     min_prob: float = 0.9, device: str | torch.device = "cpu") -> torch.Tensor:
     """Detect → select → extract: MTCNN boxes, the chosen one, dlib's 68 landmarks in it.
 
     Args:
@@ -132,6 +163,7 @@ def detect_landmarks(image: torch.Tensor, face: str | int = "largest", name: str
         face: ``"largest"`` (default) or the index of the face in the largest-first order of :func:`detect_faces`.
         name: how to call the photo in error messages (e.g. its file name).
         min_prob: MTCNN detection threshold.
+        device: where MTCNN runs (dlib runs on the CPU).
 
     Returns:
         ``[68,2]`` float32 landmarks ``(x, y)`` in pixels of ``image``.
@@ -139,17 +171,19 @@ def detect_landmarks(image: torch.Tensor, face: str | int = "largest", name: str
     Raises:
         NoFaceError: MTCNN found no face (the message names ``name``), or ``face`` is out of range.
     """
-    boxes, _ = detect_faces(image, min_prob=min_prob)
-    return landmarks_in_box(image, boxes[face_index(face, len(boxes), name)].tolist())
+    view = detection_view(image)
+    boxes, _ = detect_faces(image, min_prob, device, view)
+    return landmarks_in_box(image, boxes[face_index(face, len(boxes), name)].tolist(), view)
 
 
-def detect_all_landmarks(image: torch.Tensor, name: str = "image", min_prob: float = 0.9) -> torch.Tensor:
-    """The 68 landmarks of every face MTCNN finds: ``[K,68,2]`` float32 photo pixels, largest face first, ``K ≥ 1``.
-
-    Raises :class:`NoFaceError` (naming ``name``) when there is none."""
-    boxes, _ = detect_faces(image, min_prob=min_prob)
+def detect_all_landmarks(image: torch.Tensor, name: str = "image", min_prob: float = 0.9,
+                         device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Every face MTCNN finds, largest first: its box ``[K,4]`` and 68 landmarks ``[K,68,2]`` (float32 photo pixels),
+    ``K ≥ 1``. Raises :class:`NoFaceError` (naming ``name``) when there is none."""
+    view = detection_view(image)
+    boxes, _ = detect_faces(image, min_prob, device, view)
     face_index(0, len(boxes), name)
-    return torch.stack([landmarks_in_box(image, b.tolist()) for b in boxes])
+    return boxes, torch.stack([landmarks_in_box(image, b.tolist(), view) for b in boxes])
 
 
 def _image_key(image: torch.Tensor, face: str | int, min_prob: float) -> str:
@@ -162,7 +196,7 @@ def _image_key(image: torch.Tensor, face: str | int, min_prob: float) -> str:
 
 
 def cached_landmarks(image: torch.Tensor, face: str | int = "largest", name: str = "image", min_prob: float = 0.9,
-                     cache: bool = True) -> torch.Tensor:
+                     cache: bool = True, device: str | torch.device = "cpu") -> torch.Tensor:
     """:func:`detect_landmarks` with an on-disk cache.
 
     The cache entry (``resources.cache_dir("faces")/<hash>.json``, a few kB) holds only the 68 landmarks in photo
@@ -172,14 +206,14 @@ def cached_landmarks(image: torch.Tensor, face: str | int = "largest", name: str
 
     Args:
         image: ``[3,H,W]`` float in ``[0,1]``.
-        face, name, min_prob: as in :func:`detect_landmarks`.
+        face, name, min_prob, device: as in :func:`detect_landmarks`.
         cache: ``False`` skips the cache (neither read nor written).
 
     Returns:
         ``[68,2]`` float32 landmarks in photo pixels.
     """
     if not cache:
-        return detect_landmarks(image, face=face, name=name, min_prob=min_prob)
+        return detect_landmarks(image, face=face, name=name, min_prob=min_prob, device=device)
     check_face(face)
     key = _image_key(image, face, min_prob)
     path = resources.cache_dir("faces") / f"{key}.json"
@@ -191,7 +225,7 @@ def cached_landmarks(image: torch.Tensor, face: str | int = "largest", name: str
                 return lm
         except (ValueError, KeyError, OSError):
             pass  # a corrupt entry is recomputed below
-    lm = detect_landmarks(image, face=face, name=name, min_prob=min_prob)
+    lm = detect_landmarks(image, face=face, name=name, min_prob=min_prob, device=device)
     resources.write_json({"landmarks": lm.tolist(), "version": LANDMARK_CODE_VERSION, "face": face,
                           "shape": list(image.shape)}, path)
     return lm

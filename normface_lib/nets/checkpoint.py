@@ -2,41 +2,52 @@
 
 Layout of ``path_dir``::
 
-    config.json              {"format": 1, "model_class": "Decoder", "model": <Decoder.get_config()>,
+    config.json              {"format": 2, "model_class": "Decoder", "model": <Decoder.get_config()>,
                               "config": <training config dict>, "optimizer": <optimizer state minus tensors>,
-                              "extra": <extra minus tensors>}
+                              "extra": <extra minus tensors>, "files": {<file name>: <sha256>}}
     model.safetensors        the model's state_dict (weights and buffers)
     optimizer.safetensors    the optimizer's per-parameter tensors (if an optimizer was given)
     extra.safetensors        tensors found in ``extra`` (e.g. RNG states, if any)
 
 Nested dicts/lists in ``optimizer``/``extra`` are stored as JSON with each tensor replaced by a reference
 ``{"__tensor__": key}`` into the matching safetensors file; tuples come back as lists.
+
+**One unit.** A checkpoint is written whole into a hidden sibling folder and then swapped in by renaming, so a kill at
+any moment leaves the previous checkpoint or the new one, never a mix (:func:`save_checkpoint`). ``config.json``
+records the sha256 of every other file; :func:`load_checkpoint` checks them (a truncated, tampered or half-replaced
+file is refused with a message), checks that every weight is finite, and, if the folder itself is gone because a
+save was interrupted between the two renames, uses the complete sibling it finds instead.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..core.errors import InputError, OverwriteError
-from ..core.resources import atomic_write
+from ..core.errors import ChecksumError, InputError, OverwriteError
+from ..core.resources import sha256_file
 from .decoder import Decoder
 
-FORMAT = 1
+FORMAT = 2
 _FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "extra.safetensors")
+_NEW, _OLD = ".new-", ".old-"  # hidden siblings of a checkpoint folder while it is being replaced
 
 
 class Checkpoint(NamedTuple):
-    """What :func:`load_checkpoint` returns (unpacks as ``model, config, optimizer_state, extra``)."""
+    """What :func:`load_checkpoint` returns (unpacks as ``model, config, optimizer_state, extra, meta``)."""
     model: torch.nn.Module
     config: dict
     optimizer_state: dict | None
     extra: dict
+    meta: dict
 
 
 def _split_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
@@ -86,54 +97,115 @@ def _tree_to_optimizer(tree: dict) -> dict:
 
 def save_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module, config: Any = None,
                     optimizer: torch.optim.Optimizer | dict | None = None, extra: dict | None = None,
-                    force: bool = False) -> Path:
-    """Write a checkpoint folder (see the module docstring); return its path.
+                    force: bool = False, meta: dict | None = None) -> Path:
+    """Write a checkpoint folder as one unit (see the module docstring); return its path.
 
     Args:
-        path_dir: folder to write (created).
+        path_dir: folder to write (its parent is created).
         model: the model (a DDP wrapper is unwrapped); its ``get_config()`` is stored when it has one, so that
             :func:`load_checkpoint` can rebuild it.
         config: training configuration (a dataclass or JSON-serialisable dict) stored under ``"config"``.
         optimizer: an optimizer or its ``state_dict()``.
         extra: anything else (tensors, numbers, strings, nested lists/dicts), e.g. step, scheduler state, RNG states.
         force: replace an existing checkpoint in ``path_dir``; without it :class:`OverwriteError` is raised.
+        meta: more JSON entries for ``config.json`` (e.g. the calibrated identity threshold).
     """
     path = Path(path_dir)
     if path.exists() and not path.is_dir():
         raise OverwriteError(f"{path} exists and is not a folder; choose another checkpoint path.")
     if not force and path.is_dir() and any((path / f).exists() for f in _FILES):
         raise OverwriteError(f"{path} already holds a checkpoint; pass force=True to replace it or choose a new folder.")
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     module = getattr(model, "module", model)
-    meta: dict[str, Any] = {"format": FORMAT, "model_class": type(module).__name__,
-                            "model": module.get_config() if hasattr(module, "get_config") else None,
-                            "config": _split_tensors(config, {}, "config") if config is not None else None}
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    atomic_write(path / "model.safetensors", lambda p: save_file(state, p))
-    opt_tensors: dict[str, torch.Tensor] = {}
+    doc: dict[str, Any] = {"format": FORMAT, "model_class": type(module).__name__,
+                           "model": module.get_config() if hasattr(module, "get_config") else None,
+                           "config": _split_tensors(config, {}, "config") if config is not None else None,
+                           **(meta or {})}
+    tensors = {"model.safetensors": {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}}
     if optimizer is not None:
+        opt: dict[str, torch.Tensor] = {}
         sd = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
-        meta["optimizer"] = _split_tensors(_optimizer_to_tree(sd), opt_tensors, "")
-        atomic_write(path / "optimizer.safetensors", lambda p: save_file(opt_tensors, p))
-    elif (path / "optimizer.safetensors").exists():
-        os.unlink(path / "optimizer.safetensors")
-    extra_tensors: dict[str, torch.Tensor] = {}
-    meta["extra"] = _split_tensors(extra or {}, extra_tensors, "")
-    if extra_tensors:
-        atomic_write(path / "extra.safetensors", lambda p: save_file(extra_tensors, p))
-    elif (path / "extra.safetensors").exists():
-        os.unlink(path / "extra.safetensors")
-
-    def _write_json(p):
-        with open(p, "w") as f:
-            json.dump(meta, f, indent=1)
-    atomic_write(path / "config.json", _write_json)  # written last: its presence marks a complete checkpoint
+        doc["optimizer"] = _split_tensors(_optimizer_to_tree(sd), opt, "")
+        tensors["optimizer.safetensors"] = opt
+    ext: dict[str, torch.Tensor] = {}
+    doc["extra"] = _split_tensors(extra or {}, ext, "")
+    if ext:
+        tensors["extra.safetensors"] = ext
+    new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{_NEW}"))
+    try:
+        doc["files"] = {}
+        for name, t in tensors.items():
+            save_file(t, str(new / name))
+            doc["files"][name] = sha256_file(new / name)
+        (new / "config.json").write_text(json.dumps(doc, indent=1))
+        for f in new.iterdir():
+            with open(f, "rb") as h:
+                os.fsync(h.fileno())
+        _swap_in(new, path)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     return path
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Put the complete folder ``new`` at ``path``: two renames, the old folder removed last."""
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{_OLD}"))
+        os.rmdir(old)
+        os.rename(path, old)
+    os.rename(new, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in list(path.parent.glob(f".{path.name}{_NEW}*")) + list(path.parent.glob(f".{path.name}{_OLD}*")):
+        shutil.rmtree(stale, ignore_errors=True)  # what an earlier save left when it was killed
+
+
+def _read_doc(path: Path) -> dict:
+    try:
+        doc = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{path / 'config.json'} is not readable JSON ({e}); the checkpoint is damaged: train it "
+                         "again (normface train) or restore it from a copy.") from e
+    if not isinstance(doc, dict):
+        raise InputError(f"{path / 'config.json'} holds a {type(doc).__name__}, not a normface checkpoint "
+                         "description; train the checkpoint again or restore it from a copy.")
+    return doc
+
+
+def _verify(path: Path, doc: dict) -> None:
+    """Every file ``config.json`` lists has the recorded sha256 (format 2; format 1 recorded none)."""
+    for name, want in (doc.get("files") or {}).items():
+        f = path / name
+        if not f.is_file():
+            raise ChecksumError(f"{f} is missing from the checkpoint; train it again or restore it from a copy.")
+        if sha256_file(f) != want:
+            raise ChecksumError(f"{f} does not have the sha256 its config.json records: the file was changed, "
+                                "truncated or replaced. Train the checkpoint again or restore it from a copy.")
+
+
+def find_checkpoint(path_dir: str | os.PathLike) -> Path | None:
+    """The complete checkpoint folder at ``path_dir``, or, when a save was interrupted between its two renames (the
+    folder itself gone), the complete hidden sibling it left; ``None`` when there is none."""
+    path = Path(path_dir)
+    if (path / "config.json").exists():
+        return path
+    if path.parent.is_dir():
+        for cand in sorted(path.parent.glob(f".{path.name}{_NEW}*")) + sorted(path.parent.glob(f".{path.name}{_OLD}*")):
+            try:
+                doc = _read_doc(cand)
+                _verify(cand, doc)
+            except (InputError, ChecksumError, OSError):
+                continue
+            if doc.get("files"):
+                return cand
+    return None
 
 
 def load_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module | None = None,
                     map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
 
     Args:
         path_dir: the checkpoint folder.
@@ -142,26 +214,38 @@ def load_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module | None =
         map_location: device for the tensors.
 
     Returns:
-        :class:`Checkpoint` ``(model, config, optimizer_state, extra)``: the model in eval mode with the weights
+        :class:`Checkpoint` ``(model, config, optimizer_state, extra, meta)``: the model in eval mode with the weights
         loaded, the training config dict (or None), the optimizer ``state_dict`` ready for
-        ``optimizer.load_state_dict`` (or None), and the ``extra`` dict with its tensors restored.
+        ``optimizer.load_state_dict`` (or None), the ``extra`` dict with its tensors restored, and the other
+        entries of ``config.json`` (``meta``).
 
     Raises:
-        FileNotFoundError: no checkpoint there. InputError: a model of another class or shape.
+        FileNotFoundError: no checkpoint there. InputError: a damaged description, a model of another class or shape,
+        non-finite weights. ChecksumError: a file differs from the one that was saved.
     """
-    path = Path(path_dir)
-    if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
-        raise FileNotFoundError(f"No checkpoint in {path} (config.json and model.safetensors expected); train one "
-                                "with normface_lib.training.train (or `normface train`) or check the path.")
-    meta = json.loads((path / "config.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{path}: checkpoint format {meta.get('format')} is not supported (expected {FORMAT}).")
+    requested = Path(path_dir)
+    path = find_checkpoint(requested)
+    if path is None or not (path / "model.safetensors").exists():
+        raise FileNotFoundError(f"No checkpoint in {requested} (config.json and model.safetensors expected); train one "
+                                "with `normface train` (normface_lib.training.train) or check the path.")
+    doc = _read_doc(path)
+    if doc.get("format") not in (1, FORMAT):
+        raise InputError(f"{path}: checkpoint format {doc.get('format')!r} is not supported (expected {FORMAT}).")
+    _verify(path, doc)
     device = str(map_location)
     if model is None:
-        if meta.get("model_class") != "Decoder" or meta.get("model") is None:
-            raise InputError(f"{path} holds a {meta.get('model_class')}; pass model= an instance of it to load it.")
-        model = Decoder.from_config(meta["model"])
-    state = load_file(str(path / "model.safetensors"), device=device)
+        if doc.get("model_class") != "Decoder" or not isinstance(doc.get("model"), dict):
+            raise InputError(f"{path} holds a {doc.get('model_class')}; pass model= an instance of it to load it.")
+        try:
+            model = Decoder.from_config(doc["model"])
+        except (TypeError, KeyError, ValueError) as e:
+            raise InputError(f"{path / 'config.json'}: the model description does not fit this version of "
+                             f"normface ({e}); train the checkpoint again.") from e
+    state = _load_tensors(path / "model.safetensors", device)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(f"{path / 'model.safetensors'} holds NaN or inf values in {bad[:3]}: training diverged or "
+                         "the file is damaged; train again with a lower learning rate.")
     module = getattr(model, "module", model)
     try:
         module.load_state_dict(state, strict=True)
@@ -170,9 +254,18 @@ def load_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module | None =
                          "checkpoint's config or pass model=None.") from e
     module.to(map_location).eval()
     opt_state = None
-    if meta.get("optimizer") is not None:
-        t = load_file(str(path / "optimizer.safetensors"), device=device) if (path / "optimizer.safetensors").exists() else {}
-        opt_state = _tree_to_optimizer(_join_tensors(meta["optimizer"], t))
-    t = load_file(str(path / "extra.safetensors"), device="cpu") if (path / "extra.safetensors").exists() else {}
-    extra = _join_tensors(meta.get("extra") or {}, t)
-    return Checkpoint(model, meta.get("config"), opt_state, extra)
+    if doc.get("optimizer") is not None:
+        t = _load_tensors(path / "optimizer.safetensors", device) if (path / "optimizer.safetensors").exists() else {}
+        opt_state = _tree_to_optimizer(_join_tensors(doc["optimizer"], t))
+    t = _load_tensors(path / "extra.safetensors", "cpu") if (path / "extra.safetensors").exists() else {}
+    extra = _join_tensors(doc.get("extra") or {}, t)
+    meta = {k: v for k, v in doc.items() if k not in ("model", "config", "optimizer", "extra")}
+    return Checkpoint(model, doc.get("config"), opt_state, extra, meta)
+
+
+def _load_tensors(f: Path, device: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(f), device=device)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{f} is not a readable safetensors file ({e}); the checkpoint is damaged: train it again "
+                         "or restore it from a copy.") from e

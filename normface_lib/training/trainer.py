@@ -31,6 +31,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,9 @@ from ..core import resources
 from ..core.checks import skip_value_checks
 from ..core.errors import InputError, OverwriteError
 from ..core.runtime import default_device
-from ..encoders import cached_encode, encode, encoder_key, load_encoder
+from ..encoders import cached_encode, calibrate_on_table, encode, encoder_key, load_encoder
 from ..nets import Decoder, NormFaceLoss, landmark_loss, load_checkpoint, random_morphs, save_checkpoint, texture_loss
+from ..nets.checkpoint import find_checkpoint
 from .config import TrainConfig
 from .distributed import IndexStream, setup_processes
 from .state import autocast_dtype, make_scheduler, param_checksum, rng_state, set_rng_state
@@ -149,13 +151,26 @@ class Trainer:
         self._setup_model()
 
     def _claim_folder(self, resume: bool, force: bool) -> None:
-        has_run = self.log_path.exists() or (self.ckpt_dir / "config.json").exists()
-        if resume and not (self.ckpt_dir / "config.json").exists():
-            raise FileNotFoundError(f"resume=True but {self.ckpt_dir} holds no checkpoint; start without resume.")
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError(f"{self.out} is a file; training writes a folder (losses.jsonl, checkpoint/, "
+                             "summary.json): choose another --out.")
+        ckpt = find_checkpoint(self.ckpt_dir)
+        has_run = self.log_path.exists() or ckpt is not None or (self.out / SUMMARY_NAME).exists()
+        if resume and ckpt is None:
+            raise FileNotFoundError(f"nothing to resume: {self.ckpt_dir} holds no checkpoint; start without "
+                                    "--resume (resume=False).")
         if has_run and not resume and not force:
-            raise OverwriteError(f"{self.out} already holds a training run; pass resume=True to continue it or "
-                                 "force=True to start over.")
-        self.out.mkdir(parents=True, exist_ok=True)
+            raise OverwriteError(f"{self.out} already holds a training run; continue it with --resume "
+                                 "(resume=True) or start over with --force (force=True).")
+        if force and not resume:  # starting over: nothing of the old run may pass for this one
+            for f in (self.out / SUMMARY_NAME, self.log_path):
+                f.unlink(missing_ok=True)
+            if self.ckpt_dir.is_dir():
+                shutil.rmtree(self.ckpt_dir)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create the run folder {self.out} ({e.strerror}); choose another --out.") from e
 
     # ---------------------------------------------------------------------------------------------- setup
     def _setup_data(self, tables: dict | None) -> None:
@@ -174,6 +189,10 @@ class Trainer:
                              f"{cfg.size}.")
         self.features = cached_encode(self.encoder, table.images, ENCODE_BATCH, procs.main, procs.barrier)
         self.input_rows = table.input_rows
+        # the same-person threshold the trained model's users will be judged by, stored with every checkpoint
+        people = int(table.base_person[table.photo_mask].unique().numel())
+        self.identity_threshold = calibrate_on_table(self.encoder, table, embeddings=self.features["embeddings"]) \
+            if people >= 2 else None
         self.bank = None
         if cfg.morphs == "bank" and cfg.morph_fraction > 0:
             key = resources.digest(table.target_textures, table.target_landmarks, table.mean_shape)
@@ -242,12 +261,11 @@ class Trainer:
         """Keep the log lines of steps before ``start`` (all of them are dropped when starting over)."""
         if not self.procs.main:
             return
+        keep = []
         if start and self.log_path.exists():  # drop log lines written after the checkpoint
             keep = [line for line in self.log_path.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] < start]
-            self.log_path.write_text("".join(k + "\n" for k in keep))
-        elif not start:
-            self.log_path.write_text("")
+        resources.atomic_write(self.log_path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
 
     # ---------------------------------------------------------------------------------------------- steps
     def batch(self, step: int) -> dict[str, torch.Tensor]:
@@ -299,7 +317,7 @@ class Trainer:
             save_checkpoint(self.ckpt_dir, self.decoder, self.config.to_dict(), optimizer=self.opt,
                             extra={"step": step, "scheduler": self.sched.state_dict(),
                                    "scaler": self.scaler.state_dict(), "rng": rng, "world_size": self.procs.world},
-                            force=True)
+                            force=True, meta={"identity_threshold": self.identity_threshold})
         self.procs.barrier()
 
     # ---------------------------------------------------------------------------------------------- summary
@@ -328,11 +346,12 @@ class Trainer:
                             for k in ("landmark", "texture", "identity", "total") if any(k in r for r in recent)},
             "param_checksum": checks if self.procs.active else checks[0], "out_dir": str(self.out),
             "log": str(self.log_path), "checkpoint": str(self.ckpt_dir), "config": cfg.to_dict(),
+            "identity_threshold": self.identity_threshold,
         }
         if done == cfg.steps and self.procs.main:
             summary["eval"] = self.evaluate()
         if self.procs.main:
-            (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=1))
+            resources.write_json(summary, self.out / SUMMARY_NAME)
         self.procs.barrier()
         return summary
 

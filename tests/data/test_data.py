@@ -204,3 +204,16 @@ def test_load_folder(tmp_path, monkeypatch):
     assert "skipped" in errs["notes.txt"] and "Unreadable" in errs["broken.jpg"] and "NoFace" in errs["blank.png"]
     with pytest.raises(FileNotFoundError):
         data.load_folder(tmp_path / "nope", S)
+
+
+def test_a_truncated_landmark_cache_is_detected_again(tmp_path, monkeypatch, capsys):
+    data.orl_landmarks()  # the good cache file exists
+    good = sorted(resources.cache_dir("landmarks").glob("orl-*.npz"))[0]
+    monkeypatch.setenv("NORMFACE_CACHE", str(tmp_path))
+    bad = resources.cache_dir("landmarks") / good.name
+    bad.write_bytes(good.read_bytes()[:1000])
+    monkeypatch.setattr(data.orl, "_ORL_MEMO", {})
+    _, lms, _, _ = data.orl_landmarks()
+    assert "unreadable" in capsys.readouterr().out
+    assert lms.shape == (400, 68, 2) and torch.equal(lms, torch.from_numpy(np.load(good)["landmarks"]))
+    assert np.load(bad)["landmarks"].shape == (400, 68, 2)  # rewritten whole

@@ -263,3 +263,55 @@ def test_crop_resize_geometry():
 
 def test_names():
     assert set(ENCODER_NAMES) == {"facenet-casia", "facenet-vggface2", "dlib-resnet", "vggface"}
+
+
+def test_a_download_without_a_published_checksum_is_checked_by_content(tmp_path):
+    """VGG-Face's publisher gives no sha256: the first download is kept only if it is the published checkpoint
+    (names, shapes, finite values). A file:// URL makes the real download path run offline."""
+    from normface_lib.core.errors import ChecksumError
+    from normface_lib.encoders.vggface import _verify_download
+
+    fake = tmp_path / "served.pth"
+    torch.save({"conv1_1.weight": torch.zeros(3)}, fake)
+    dest = tmp_path / "cache" / "vgg_face_dag.pth"
+    with pytest.raises(ChecksumError, match="not the VGG-Face checkpoint"):
+        resources.download(fake.as_uri(), dest, sha256=None, verify=_verify_download)
+    assert not dest.exists() and not list(dest.parent.glob("*"))  # nothing kept, no temporary file left
+    with pytest.raises(ValueError, match="verify"):
+        resources.download(fake.as_uri(), dest, sha256=None)
+    got = resources.download(fake.as_uri(), dest, sha256=resources.sha256_file(fake))  # a pinned file is kept
+    assert got.read_bytes() == fake.read_bytes()
+
+
+def test_an_interrupted_weight_conversion_is_redone(tmp_path, monkeypatch):
+    """An empty .sha256 next to the converted FaceNet weights (a conversion killed before it finished) means
+    converting again, not a traceback."""
+    from normface_lib.encoders.facenet import casia_weights_path
+
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("NORMFACE_CACHE", str(tmp_path))
+    path = casia_weights_path()
+    sha = path.with_name(path.name + ".sha256")
+    weights = {k: v.clone() for k, v in load_file(str(path)).items()}  # copies: the file is replaced below
+    sha.write_text("")
+    path.unlink()
+    path.write_bytes(b"half a file")
+    assert casia_weights_path() == path
+    assert sha.read_text().split()[0] == resources.sha256_file(path)  # recorded anew for the new file
+    again = {k: v.clone() for k, v in load_file(str(path)).items()}
+    assert set(again) == set(weights) and all(torch.equal(again[k], weights[k]) for k in weights)
+
+
+def test_an_unreadable_cache_file_is_rebuilt(tmp_path, capsys):
+    made = []
+
+    def make():
+        made.append(1)
+        return {"x": torch.arange(3.0)}
+
+    f = tmp_path / "c.safetensors"
+    assert torch.equal(resources.cached_tensors(f, make)["x"], torch.arange(3.0))
+    f.write_bytes(f.read_bytes()[:20])  # truncated
+    assert torch.equal(resources.cached_tensors(f, make)["x"], torch.arange(3.0))
+    assert len(made) == 2 and "rebuilding" in capsys.readouterr().out

@@ -81,7 +81,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, tables):
     rng = torch.get_rng_state()
     save_checkpoint(tmp_path / "ck", dec, cfg, optimizer=opt, extra={"step": 5, "rng": rng,
                                                                       "nested": {"a": [1, 2.5, "x"]}})
-    model, config, opt_state, extra = load_checkpoint(tmp_path / "ck")
+    model, config, opt_state, extra, _ = load_checkpoint(tmp_path / "ck")
     f = torch.randn(3, 128)
     dec.eval()
     assert torch.equal(model(f)["image"], dec(f)["image"])
@@ -132,7 +132,7 @@ def test_training_writes_log_checkpoint_summary_and_refuses_overwrite(full_run, 
     assert set(summary["eval"]) == {"train", "unseen_people"}
     assert summary["eval"]["unseen_people"]["n"] == 10
     assert json.loads((out / "summary.json").read_text())["param_checksum"] == summary["param_checksum"]
-    model, config, _, extra = load_checkpoint(out / "checkpoint")
+    model, config, _, extra, meta = load_checkpoint(out / "checkpoint")
     assert extra["step"] == 4 and config["steps"] == 4
     assert param_checksum(model) == param_checksum(summary["model"])
     with pytest.raises(OverwriteError):
@@ -214,3 +214,24 @@ def test_cli_train_help_and_bad_override(capsys, tmp_path):
     assert cli.main(["train", "--out", str(tmp_path / "never"), "--set", "width"]) == 1
     assert "KEY=VALUE" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+def test_starting_over_leaves_nothing_of_the_old_run(full_run, tmp_path, tables):
+    """`train --force` clears the old summary, log and checkpoint before anything else: a start-over that fails (or
+    is killed) early can never pass for the finished old run."""
+    import shutil
+    out = tmp_path / "run"
+    shutil.copytree(full_run[0], out)
+    assert (out / "summary.json").exists()
+    with pytest.raises(InputError, match="'train'"):
+        train(tiny_config(), out, progress=False, force=True, tables={"unseen_people": tables["unseen_people"]})
+    assert not (out / "summary.json").exists() and not (out / "losses.jsonl").exists()
+    assert not (out / "checkpoint").exists()
+
+
+def test_the_checkpoint_carries_the_calibrated_threshold(full_run, tables):
+    out, summary = full_run
+    meta = load_checkpoint(out / "checkpoint").meta
+    assert meta["identity_threshold"] == summary["identity_threshold"]
+    assert meta["identity_threshold"]["encoder"] == "dlib-resnet" and 0 < meta["identity_threshold"]["value"] < 2

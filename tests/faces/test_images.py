@@ -1,0 +1,73 @@
+"""normface_lib.faces.load_image on the files and objects users have: 16-bit and floating-point images read right, and
+every bad input a message (real files written here)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from normface_lib import faces
+from normface_lib.core import resources
+from normface_lib.core.errors import InputError, NoFaceError, UnreadableImageError
+
+
+@pytest.fixture(scope="module")
+def orl_grey():
+    """An ORL photo as 8-bit grey values [H,W] (it holds a face MTCNN finds)."""
+    return np.asarray(Image.open(resources.orl_dir() / "s1" / "1.pgm"))
+
+
+def test_16_bit_and_float_files_read_like_the_8_bit_photo(orl_grey, tmp_path):
+    ref = faces.load_image(Image.fromarray(orl_grey))
+    Image.fromarray(orl_grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")  # I;16
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I")
+    Image.fromarray(orl_grey.astype(np.float32) / 255.0, mode="F").save(tmp_path / "float.tiff")
+    Image.fromarray(orl_grey.astype(np.float32), mode="F").save(tmp_path / "float255.tiff")
+    for name in ("grey16.png", "float.tiff", "float255.tiff"):
+        img = faces.load_image(tmp_path / name)
+        assert img.shape == ref.shape and (img - ref).abs().max() < 1e-5, name
+        face = faces.face_from_photo(tmp_path / name, 64, cache=False)  # and the face is found
+        assert face.crop.shape == (3, 64, 64)
+
+
+def test_nan_and_inf_pixels_are_refused(orl_grey, tmp_path):
+    bad = orl_grey.astype(np.float32) / 255.0
+    bad[10, 10] = np.nan
+    Image.fromarray(bad, mode="F").save(tmp_path / "nan.tiff")
+    with pytest.raises(InputError, match="NaN"):
+        faces.load_image(tmp_path / "nan.tiff")
+    t = torch.rand(3, 20, 20)
+    t[0, 1, 1] = float("inf")
+    with pytest.raises(InputError, match="lie in"):
+        faces.load_image(t)
+    with pytest.raises(InputError, match="NaN"):
+        faces.load_image(torch.full((3, 20, 20), float("nan")))
+
+
+def test_decompression_bomb_is_a_message(tmp_path):
+    """A PNG whose header claims 20000 x 20000 pixels (400 M) is refused before it is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(png)
+    with pytest.raises(UnreadableImageError, match="too large"):
+        faces.load_image(tmp_path / "bomb.png")
+
+
+@pytest.mark.parametrize("bad", [None, 3, [1, 2, 3], torch.zeros(3, 0, 0), torch.zeros(3, 5, 5)])
+def test_wrong_objects_are_messages(bad):
+    with pytest.raises(InputError):
+        faces.load_image(bad)
+
+
+def test_face_choice_is_checked(orl_grey):
+    img = faces.load_image(Image.fromarray(orl_grey))
+    for bad in ("smallest", -1, 1.5, True):
+        with pytest.raises(InputError, match="largest"):
+            faces.face_from_photo(img, 64, face=bad, cache=False)
+    with pytest.raises(NoFaceError, match="only 1 face"):
+        faces.face_from_photo(img, 64, face=3, cache=False)

@@ -1,0 +1,135 @@
+"""Checkpoints are one unit: a kill during a save leaves the old or the new one, never a mix; what is loaded is
+verified (sha256 of every file, finite weights, a readable description), and damage is a message, not a traceback."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from normface_lib import cli
+from normface_lib.core.errors import ChecksumError, InputError
+from normface_lib.nets import Decoder, load_checkpoint, save_checkpoint
+from normface_lib.nets.checkpoint import find_checkpoint
+
+
+def _decoder(fill: float | None = None) -> Decoder:
+    torch.manual_seed(0)
+    dec = Decoder(16, torch.rand(68, 2) * 31, out_size=32, width=0.125)
+    if fill is not None:
+        with torch.no_grad():
+            for p in dec.parameters():
+                p.fill_(fill)
+    return dec
+
+
+def test_every_file_is_verified(tmp_path):
+    save_checkpoint(tmp_path / "ck", _decoder(), {"steps": 1})
+    doc = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert doc["format"] == 2 and set(doc["files"]) == {"model.safetensors"}
+    f = tmp_path / "ck" / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0xFF  # same size, one weight changed
+    f.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="sha256"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_nan_weights_are_refused(tmp_path, photos, capsys):
+    save_checkpoint(tmp_path / "ck", _decoder(float("nan")), {"steps": 1})
+    with pytest.raises(InputError, match="NaN or inf"):
+        load_checkpoint(tmp_path / "ck")
+    rc = cli.main(["normalize", str(photos / "hopper.jpg"), "-o", str(tmp_path / "out"), "--checkpoint",
+                   str(tmp_path / "ck")])
+    assert rc == 1 and "NaN or inf" in capsys.readouterr().err and not (tmp_path / "out" / "hopper.png").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated-json", "json-list", "unknown-key", "empty-weights", "pickled-weights",
+                                    "truncated-weights"])
+def test_damaged_checkpoints_are_messages(damage, tmp_path, photos, capsys):
+    ck = tmp_path / "ck"
+    save_checkpoint(ck, _decoder(), {"steps": 1, "encoder": "dlib-resnet"})
+    cfg, weights = ck / "config.json", ck / "model.safetensors"
+    doc = json.loads(cfg.read_text())
+    if damage == "truncated-json":
+        cfg.write_text(cfg.read_text()[:100])
+    elif damage == "json-list":
+        cfg.write_text("[1, 2]")
+    elif damage == "unknown-key":
+        doc["model"]["no_such_setting"] = 3
+        cfg.write_text(json.dumps(doc))
+    else:
+        if damage == "empty-weights":
+            weights.write_bytes(b"")
+        elif damage == "pickled-weights":
+            torch.save(_decoder().state_dict(), weights)
+        else:
+            weights.write_bytes(weights.read_bytes()[:200])
+        del doc["files"]  # as a format-1 checkpoint would be: the content itself must be checked
+        doc["format"] = 1
+        cfg.write_text(json.dumps(doc))
+    with pytest.raises((InputError, ChecksumError)):
+        load_checkpoint(ck)
+    rc = cli.main(["normalize", str(photos / "hopper.jpg"), "-o", str(tmp_path / "out"), "--checkpoint", str(ck)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "error:" in err and "Traceback" not in err
+
+
+_SAVER = textwrap.dedent("""
+    import sys, torch
+    from normface_lib.nets import Decoder, save_checkpoint
+    torch.manual_seed(0)
+    dec = Decoder(64, torch.rand(68, 2) * 223, out_size=224, width=0.5)   # 14 M parameters: each save takes a while
+    opt = torch.optim.AdamW(dec.parameters())
+    dec(torch.randn(2, 64))["image"].mean().backward()
+    opt.step()
+    step = 0
+    while True:
+        step += 1
+        with torch.no_grad():
+            dec.to_rgb.bias.fill_(step)
+        save_checkpoint(sys.argv[1], dec, {"steps": 10**9}, optimizer=opt, extra={"step": step}, force=True)
+        print(step, flush=True)
+""")
+
+
+def test_a_kill_during_save_leaves_a_whole_checkpoint(tmp_path):
+    """A real process saving a real checkpoint over and over, killed (SIGKILL) at several moments during a save:
+    every time, what is loaded afterwards is one complete save (its recorded step and its weights agree)."""
+    ck = tmp_path / "ck"
+    interrupted = 0
+    for offset in (0.05, 0.25, 0.5):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(ck)], stdout=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()  # one save finished: the next one is under way
+        assert first.strip().isdigit(), first
+        time.sleep(offset)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        interrupted += bool(list(tmp_path.glob(".ck.new-*")))  # the kill left a half-written save behind
+        model, _, _, extra, _ = load_checkpoint(ck)
+        assert float(model.to_rgb.bias[0].detach()) == extra["step"] >= 1
+    assert interrupted >= 1  # the test did kill a save midway
+    save_checkpoint(ck, _decoder(), {"steps": 1}, force=True)  # the next save clears what the kills left
+    assert not list(tmp_path.glob(".ck.*"))
+
+
+def test_an_interrupted_swap_is_recovered(tmp_path):
+    """Killed between the two renames of a save: the checkpoint folder is gone, its complete new version is a
+    hidden sibling, and loading finds it."""
+    save_checkpoint(tmp_path / "ck", _decoder(), {"steps": 1}, extra={"step": 7})
+    os.rename(tmp_path / "ck", tmp_path / ".ck.new-abc")
+    _, _, _, extra, _ = load_checkpoint(tmp_path / "ck")
+    assert extra["step"] == 7
+
+
+def test_meta_round_trip(tmp_path):
+    save_checkpoint(tmp_path / "ck", _decoder(), {"steps": 1}, meta={"identity_threshold": {"value": 1.1}})
+    assert load_checkpoint(tmp_path / "ck").meta["identity_threshold"] == {"value": 1.1}
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "stray.safetensors"))
+    with pytest.raises(FileNotFoundError, match="normface train"):
+        load_checkpoint(tmp_path)
