@@ -15,7 +15,6 @@ from safetensors.torch import save_file
 from normface_lib import cli
 from normface_lib.core.errors import ChecksumError, InputError
 from normface_lib.nets import Decoder, load_checkpoint, save_checkpoint
-from normface_lib.nets.checkpoint import find_checkpoint
 
 
 def _decoder(fill: float | None = None) -> Decoder:

@@ -11,7 +11,6 @@ import torch
 
 from normface_lib import data
 from normface_lib.core.errors import InputError, NoFaceError, UnreadableImageError
-from normface_lib.encoders import load_encoder
 from normface_lib.evaluation import make_judge
 from normface_lib.faces import face_from_photo
 from normface_lib.pipeline import NormFace
