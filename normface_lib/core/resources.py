@@ -23,6 +23,15 @@ from .errors import ChecksumError, MissingWeightsError, OverwriteError
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # normface_lib/
 _REPO_ROOT = _PACKAGE.parent
+_UMASK = os.umask(0o022)  # read once (the only way to read it is to set it), then put back
+os.umask(_UMASK)
+
+
+def usual_mode(folder: bool = False) -> int:
+    """The permission bits ``open``/``mkdir`` would give a new file (``0o666``) or folder (``0o777``) under this
+    process's umask. Temporary files and folders are created private (``0o600``/``0o700``); whatever normface puts in
+    place gets these bits instead, as if it had been written directly."""
+    return (0o777 if folder else 0o666) & ~_UMASK
 
 
 def cache_dir(*parts: str) -> Path:
@@ -186,6 +195,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, usual_mode())
         if overwrite:
             os.replace(tmp, path)
         else:

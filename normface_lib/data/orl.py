@@ -80,7 +80,12 @@ def orl_landmarks(online: bool = False, cache: bool = True, verbose: bool = Fals
             print(f"detected landmarks on {len(images)} {prefix} photos in {time.perf_counter() - t0:.1f} s")
         if cache:
             arr = lms.numpy()
-            resources.atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), landmarks=arr))
+
+            def write(tmp: str) -> None:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, landmarks=arr)
+
+            resources.atomic_write(path, write)
     _ORL_MEMO[online] = (images, lms, people, prefix)
     return _ORL_MEMO[online]
 

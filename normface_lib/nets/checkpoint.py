@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..core.errors import ChecksumError, InputError, OverwriteError
-from ..core.resources import sha256_file
+from ..core.resources import sha256_file, usual_mode
 from .decoder import Decoder
 
 FORMAT = 2
@@ -141,6 +141,7 @@ def save_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module, config:
         for f in new.iterdir():
             with open(f, "rb") as h:
                 os.fsync(h.fileno())
+        new.chmod(usual_mode(folder=True))
         _swap_in(new, path)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from normface_lib import cli
 from normface_lib.core.errors import OverwriteError
-from normface_lib.core.resources import atomic_write
+from normface_lib.core.resources import atomic_write, usual_mode
 
 
 def test_force_never_replaces_the_input_photo(tiny_checkpoint, photos, tmp_path, capsys):
@@ -94,3 +94,13 @@ def test_unusable_output_folder_is_a_message(where, tiny_checkpoint, photos, tmp
     rc = cli.main(["normalize", str(photos / "hopper.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint)])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: -o") and "Traceback" not in err
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Temporary files are private (0o600); what is put in place gets the bits a plain ``open`` would give."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f.txt", lambda t: open(t, "w").write("x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == usual_mode() == 0o666 & ~old

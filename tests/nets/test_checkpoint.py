@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from normface_lib import cli
 from normface_lib.core.errors import ChecksumError, InputError
+from normface_lib.core.resources import usual_mode
 from normface_lib.nets import Decoder, load_checkpoint, save_checkpoint
 
 
@@ -132,3 +133,8 @@ def test_meta_round_trip(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "stray.safetensors"))
     with pytest.raises(FileNotFoundError, match="normface train"):
         load_checkpoint(tmp_path)
+
+
+def test_checkpoint_folder_gets_the_usual_permissions(tmp_path):
+    save_checkpoint(tmp_path / "ck", _decoder(), {"steps": 1})
+    assert (tmp_path / "ck").stat().st_mode & 0o777 == usual_mode(folder=True)
