@@ -32,7 +32,7 @@ from .apps.avatar import export_obj, fit_mesh
 from .apps.colour import correct_photo
 from .core.errors import InputError, NormFaceError, OverwriteError
 from .core.resources import atomic_write
-from .faces import load_image, to_uint8_hwc
+from .faces import load_image, side_by_side, to_uint8_hwc
 from .pipeline import NormFace
 from .training import PROFILES, profile_config, train
 
@@ -197,10 +197,9 @@ def _write_faces(outputs: Outputs, k: int, found: list, compare: bool) -> list:
     for i, f in enumerate(found):
         outputs.save_png(f.image, targets[i])
         if compare:
-            crop = torch.nn.functional.interpolate(f.input_crop[None], size=f.image.shape[-2:], mode="bilinear",
-                                                   antialias=True, align_corners=False)[0].clamp(0, 1)
-            gap = torch.ones(3, f.image.shape[-2], max(2, f.image.shape[-1] // 32))
-            outputs.save_png(torch.cat([crop, gap, f.image], -1), targets[len(found) + i])
+            picture = side_by_side(f.input_crop, f.image, gap=max(2, f.image.shape[-1] // 32),
+                                   height=f.image.shape[-2])
+            outputs.save_png(picture, targets[len(found) + i])
         written.append((f, targets[i]))
     return written
 

@@ -16,7 +16,6 @@ folder or a Hugging Face hub id (``"org/name"``, through ``huggingface_hub``; of
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from .core.errors import InputError, MissingWeightsError
 from .core.runtime import default_device
 from .encoders import FaceEncoder, load_encoder
 from .nets import Decoder, load_checkpoint, save_checkpoint
-from .nets.checkpoint import find_checkpoint
+from .nets.checkpoint import find_checkpoint, steps_left
 from .training import CHECKPOINT_NAME, profile_config, train
 
 
@@ -140,7 +139,7 @@ class NormFace(torch.nn.Module):
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint(profile)
         config = profile_config(profile, **{"device": None if device is None else str(device), **overrides})
         found = find_checkpoint(path / CHECKPOINT_NAME) or find_checkpoint(path)
-        if found is None or cls._steps_left(found):
+        if found is None or steps_left(found):
             if not train_if_missing:
                 raise FileNotFoundError(f"No finished normface checkpoint in {path}; train one with `normface train "
                                         f"--profile {profile} --out {path}` or pass train_if_missing=True.")
@@ -157,16 +156,6 @@ class NormFace(torch.nn.Module):
         if differs:
             print(f"note: this checkpoint differs from the {profile!r} profile in {differs}")
         return model
-
-    @staticmethod
-    def _steps_left(ckpt: Path) -> int:
-        """Training steps a checkpoint still lacks (0 for a finished run or a saved model without training state)."""
-        try:
-            doc = json.loads((ckpt / "config.json").read_text())
-            step, steps = doc.get("extra", {}).get("step"), (doc.get("config") or {}).get("steps")
-            return max(0, int(steps) - int(step)) if step is not None and steps is not None else 0
-        except (OSError, ValueError, TypeError, AttributeError):
-            return 0
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
@@ -192,12 +181,13 @@ class NormFace(torch.nn.Module):
         run = path
         if find_checkpoint(path / CHECKPOINT_NAME) is not None:  # a training run folder: its final checkpoint
             path = path / CHECKPOINT_NAME
-        if find_checkpoint(path) is None:
+        found = find_checkpoint(path)
+        if found is None:
             raise FileNotFoundError(
                 f"No normface checkpoint in {path}. Train one with `normface train --profile quick --out {run}` "
                 "(a few minutes on a CPU), run notebooks/02_training.ipynb, or use NormFace.from_profile('quick'), "
                 "which trains it on first use.")
-        left = cls._steps_left(find_checkpoint(path))
+        left = steps_left(found)
         if left and not allow_partial:
             raise InputError(f"the checkpoint in {path} is unfinished: its training stopped {left} steps before the "
                              f"end. Finish it with `normface train --resume --out {run}` (with the same options), "

@@ -30,7 +30,7 @@ import torch
 from ..core.checks import check_images
 from ..core.errors import InputError
 from ..encoders import encode
-from ..faces import PERTURBATIONS, perturb
+from ..faces import PERTURBATIONS, perturb, side_by_side
 from ..nets import decode
 
 #: Slider values of the identity blend (9 steps from A to B).
@@ -94,16 +94,6 @@ def render_image(image: torch.Tensor, landmarks: torch.Tensor | None = None, siz
     else:
         pil.save(buf, format="JPEG", quality=int(quality))
     return buf.getvalue()
-
-
-def _side_by_side(a: torch.Tensor, b: torch.Tensor, gap: int = 2) -> torch.Tensor:
-    """``[3,H,Wa]`` and ``[3,H',Wb]`` → one ``[3,H,Wa+gap+Wb']`` image (``b`` resized to ``a``'s height, white gap)."""
-    import torch.nn.functional as F
-
-    if b.shape[-2] != a.shape[-2]:
-        b = F.interpolate(b[None].float(), size=(a.shape[-2], round(b.shape[-1] * a.shape[-2] / b.shape[-2])),
-                          mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
-    return torch.cat([a.float(), torch.ones(3, a.shape[-2], gap), b.float()], -1)
 
 
 class Explorer:
@@ -308,7 +298,7 @@ class Explorer:
         strengths = self._strengths(kind, None)
         xs, ys = self.perturbed_series(i, kind, strengths)
         rows = self._rows(i, xs, ys, strengths)
-        return [(self._frame(_side_by_side(x, y)), row) for x, y, row in zip(xs, ys, rows)]
+        return [(self._frame(side_by_side(x, y)), row) for x, y, row in zip(xs, ys, rows)]
 
     # ------------------------------------------------------------------ the widget
     def widget(self, faces: Sequence[str | int] | None = None):

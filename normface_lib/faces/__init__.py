@@ -16,8 +16,8 @@ from .align import (PHOTO_ERRORS, Face, align_faces, apply_affine, canonical_tra
                     photo_label, warp_affine)
 from .detect import (LANDMARK_CODE_VERSION, MAX_DETECT_SIDE, MIN_DETECT_SIDE, cached_landmarks, check_face,
                      detect_all_landmarks, detect_faces, detect_faces_batch, detect_landmarks, detection_view,
-                     landmarks_in_box)
-from .images import load_image, to_uint8_hwc
+                     landmarks_in_box, landmarks_in_boxes)
+from .images import load_image, side_by_side, to_uint8_hwc
 from .landmarks import (CANONICAL_ANCHORS, INNER_LIP_PAIRS, JAW, LEFT_EYE, MIRROR_PERMUTATION, MOUTH, NOSE_TIP,
                         RIGHT_EYE, SCORE_WEIGHTS, anchor_points, frontal_neutral_score, interocular, load_mean_shape,
                         mean_shape, mirror_landmarks, pose_measures, save_mean_shape)
@@ -28,7 +28,7 @@ __all__ = [
     "faces_from_photos", "faces_in_photo", "faces_in_photos", "fit_similarity", "invert_affine", "mirror_faces",
     "photo_label", "warp_affine", "LANDMARK_CODE_VERSION", "MAX_DETECT_SIDE", "MIN_DETECT_SIDE", "cached_landmarks", "check_face",
     "detect_all_landmarks", "detect_faces", "detect_faces_batch", "detect_landmarks", "detection_view",
-    "landmarks_in_box", "load_image", "to_uint8_hwc",
+    "landmarks_in_box", "landmarks_in_boxes", "load_image", "side_by_side", "to_uint8_hwc",
     "CANONICAL_ANCHORS", "INNER_LIP_PAIRS", "JAW", "LEFT_EYE", "MIRROR_PERMUTATION", "MOUTH", "NOSE_TIP", "RIGHT_EYE",
     "SCORE_WEIGHTS", "anchor_points", "frontal_neutral_score", "interocular", "load_mean_shape", "mean_shape",
     "mirror_landmarks", "pose_measures", "save_mean_shape", "DEFAULT_STRENGTH", "HARD_PARTS", "PERTURBATIONS", "perturb",

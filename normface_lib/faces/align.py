@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from ..core.checks import check_landmarks, check_size
 from ..core.errors import InputError, NoFaceError, UnreadableImageError
-from .detect import (cached_landmarks, detect_all_landmarks, detect_faces_batch, detection_view, face_index,
-                     landmarks_in_box)
+from .detect import cached_landmarks, detect_all_landmarks, detect_faces_batch, detection_view, landmarks_in_boxes
 from .images import load_image
 from .landmarks import CANONICAL_ANCHORS, anchor_points, mirror_landmarks
 
@@ -231,9 +230,7 @@ def faces_in_photos(photos: Sequence, size: int, names: Sequence[str] | None = N
     views = [detection_view(images[k]) for k in ks]
     for k, view, (boxes, _) in zip(ks, views, detect_faces_batch([images[k] for k in ks], min_prob, device, views)):
         try:
-            face_index(0, len(boxes), labels[k])
-            lms = torch.stack([landmarks_in_box(images[k], b.tolist(), view) for b in boxes])
-            out[k] = _aligned(images[k], boxes, lms, size, labels[k])
+            out[k] = _aligned(images[k], boxes, landmarks_in_boxes(images[k], boxes, labels[k], view), size, labels[k])
         except PHOTO_ERRORS as e:
             out[k] = e
     return out

@@ -132,6 +132,15 @@ def landmarks_in_box(image: torch.Tensor, box: Sequence[float],
     return torch.from_numpy(pts)
 
 
+def landmarks_in_boxes(image: torch.Tensor, boxes: torch.Tensor, name: str = "image",
+                       view: tuple[Image.Image, float] | None = None) -> torch.Tensor:
+    """:func:`landmarks_in_box` of every box ``[K,4]`` (largest first): ``[K,68,2]`` float32 photo pixels. Raises
+    :class:`NoFaceError` (naming ``name``) when ``K`` is 0."""
+    face_index(0, len(boxes), name)
+    view = view or detection_view(image)
+    return torch.stack([landmarks_in_box(image, b.tolist(), view) for b in boxes])
+
+
 def check_face(face) -> None:
     """Raise :class:`InputError` unless ``face`` is ``"largest"`` or a face index ``0, 1, ...`` (largest first)."""
     if face != "largest" and (isinstance(face, bool) or not isinstance(face, int) or face < 0):
@@ -182,8 +191,7 @@ def detect_all_landmarks(image: torch.Tensor, name: str = "image", min_prob: flo
     ``K ≥ 1``. Raises :class:`NoFaceError` (naming ``name``) when there is none."""
     view = detection_view(image)
     boxes, _ = detect_faces(image, min_prob, device, view)
-    face_index(0, len(boxes), name)
-    return boxes, torch.stack([landmarks_in_box(image, b.tolist(), view) for b in boxes])
+    return boxes, landmarks_in_boxes(image, boxes, name, view)
 
 
 def _image_key(image: torch.Tensor, face: str | int, min_prob: float) -> str:

@@ -119,6 +119,26 @@ def _array_to_chw(arr: np.ndarray, label: str) -> np.ndarray:
     return arr
 
 
+def side_by_side(*images: torch.Tensor, gap: int = 2, height: int | None = None) -> torch.Tensor:
+    """Pictures ``[3,H_i,W_i]`` in ``[0,1]`` joined left to right with white gaps ``gap`` pixels wide: one
+    ``[3,height,W]`` float32 image (``height`` defaults to the first picture's; the others are resized to it with
+    antialiasing, keeping their aspect ratio)."""
+    if not images:
+        raise InputError("side_by_side needs at least one picture.")
+    height = int(height or images[0].shape[-2])
+    parts = []
+    for k, im in enumerate(images):
+        im = im.detach().float()
+        if im.shape[-2] != height:
+            width = max(1, round(im.shape[-1] * height / im.shape[-2]))
+            im = torch.nn.functional.interpolate(im[None], size=(height, width), mode="bilinear",
+                                                 align_corners=False, antialias=True)[0].clamp(0, 1)
+        if k:
+            parts.append(torch.ones(im.shape[0], height, gap, device=im.device))
+        parts.append(im)
+    return torch.cat(parts, -1)
+
+
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """``[3,H,W]`` float in ``[0,1]`` → ``[H,W,3]`` uint8 NumPy array (C-contiguous)."""
     return np.ascontiguousarray((image.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy())

@@ -204,6 +204,18 @@ def find_checkpoint(path_dir: str | os.PathLike) -> Path | None:
     return None
 
 
+def steps_left(path_dir: str | os.PathLike) -> int:
+    """Training steps the checkpoint folder ``path_dir`` (:func:`find_checkpoint`'s answer) still lacks: its
+    config's ``steps`` minus the ``step`` it stopped at; 0 for a finished run, for a saved model without training
+    state, and for a description too damaged to tell (:func:`load_checkpoint` then says what is wrong)."""
+    try:
+        doc = _read_doc(Path(path_dir))
+        step, steps = (doc.get("extra") or {}).get("step"), (doc.get("config") or {}).get("steps")
+        return max(0, int(steps) - int(step)) if step is not None and steps is not None else 0
+    except (InputError, ValueError, TypeError, AttributeError):
+        return 0
+
+
 def load_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module | None = None,
                     map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and verify a checkpoint written by :func:`save_checkpoint`.

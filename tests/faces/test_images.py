@@ -71,3 +71,14 @@ def test_face_choice_is_checked(orl_grey):
             faces.face_from_photo(img, 64, face=bad, cache=False)
     with pytest.raises(NoFaceError, match="only 1 face"):
         faces.face_from_photo(img, 64, face=3, cache=False)
+
+
+def test_side_by_side_joins_at_one_height_with_white_gaps():
+    a, b = torch.zeros(3, 8, 8), torch.full((3, 16, 32), 0.5)
+    joined = faces.side_by_side(a, b, gap=3)
+    assert joined.shape == (3, 8, 8 + 3 + 16)  # b resized to a's height, its aspect ratio kept
+    assert torch.equal(joined[:, :, 8:11], torch.ones(3, 8, 3))
+    assert torch.allclose(joined[:, :, 11:], torch.full((3, 8, 16), 0.5), atol=1e-6)
+    assert faces.side_by_side(a, b, height=16).shape == (3, 16, 16 + 2 + 32)
+    with pytest.raises(InputError):
+        faces.side_by_side()
