@@ -19,6 +19,10 @@ Each round times floor, fast and kornia back to back; times are medians over ``-
 the machine; the ratio of the medians is printed too). The OpenMP environment is left as it is and printed: with
 ``OMP_WAIT_POLICY=PASSIVE`` (sleeping worker threads, what a loaded machine behaves like) every one of the warp's
 parallel operations pays a thread wake-up, and the ratio rises (measured in ``book/reproducing.md``).
+``--device cuda`` runs every timed call on the GPU (synchronised before each clock reading). ``--faces generated``
+replaces the ORL faces by generated ones (``benchmarks/_faces.py``: the library's mean shape, randomly moved, on
+smooth random images), for machines without the ORL faces or dlib; the output says which was used.
+
 The last line is exactly::
 
     speedup_vs_kornia=<float> ratio_to_grid_sample=<float> mean_err_px=<float> p99_err_px=<float> max_err_px=<float>
@@ -36,6 +40,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _faces import generated_faces  # noqa: E402
 
 from normface_lib import warp  # noqa: E402
 from normface_lib.core import resources  # noqa: E402
@@ -83,9 +90,14 @@ def orl_landmarks(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     return torch.cat(crops), torch.stack(out_lm), "dlib 68 on the whole photo + own similarity alignment (fallback)"
 
 
+_SYNC = [lambda: None]  # torch.cuda.synchronize when timing on a GPU
+
+
 def timed(fn, *args) -> float:
+    _SYNC[0]()
     t0 = time.perf_counter()
     fn(*args)
+    _SYNC[0]()
     return time.perf_counter() - t0
 
 
@@ -100,20 +112,34 @@ def main(argv=None) -> None:
                     help=f"fast-mode lattice spacing in px (default: size/{warp.DEFAULT_GRID_CELLS})")
     ap.add_argument("--reg", type=float, default=warp.DEFAULT_REG)
     ap.add_argument("--no-kornia", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
+    ap.add_argument("--faces", choices=("orl", "generated"), default="orl",
+                    help="ORL faces with dlib landmarks (default), or generated faces where those are not installed")
     ap.add_argument("--json", default=None, help="also write the figures, with provenance, to this JSON file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     seed_everything(0)
     B, S = args.batch, args.size
 
-    crops, lm, how = orl_landmarks(B, S)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        _SYNC[0] = lambda: torch.cuda.synchronize(device)
+    if args.faces == "orl":
+        crops, lm, how = orl_landmarks(B, S)
+        what = f"{B} ORL faces s1..s{B}/1.pgm via {how}"
+    else:
+        crops, lm = generated_faces(B, S)
+        what = f"{B} GENERATED faces (benchmarks/_faces.py: mean shape randomly moved, smooth random images)"
+    crops, lm = crops.to(device), lm.to(device)
     mean_shape = lm.mean(0)
     with torch.no_grad():  # mean-shape texture: every crop registered onto the mean shape, averaged
         texture = warp.warp_image(crops, lm, mean_shape, mode="exact", reg=args.reg).mean(0, keepdim=True)
     image = texture.expand(B, -1, -1, -1).contiguous()
-    d2 = torch.cdist(lm, lm) + torch.eye(68) * 1e9
+    d2 = torch.cdist(lm, lm) + torch.eye(68, device=device) * 1e9
     n_coinc = int((d2 < 1e-6).sum()) // 2
-    print(f"data: {B} ORL faces s1..s{B}/1.pgm via {how}; {S}x{S}; {n_coinc} coincident landmark pairs; "
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({args.threads} threads)"
+    print(f"device: {dev_name}; torch {torch.__version__}")
+    print(f"data: {what}; {S}x{S}; {n_coinc} coincident landmark pairs; "
           f"threads={args.threads}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (library default)')}; "
           f"reg={args.reg:g} grid={args.grid if args.grid else args.size / warp.DEFAULT_GRID_CELLS:.3g}px")
 
@@ -187,6 +213,7 @@ def main(argv=None) -> None:
                      "ratio_of_medians": med["fast"] / med["floor"],
                      "exact_speedup_vs_kornia": med["kornia"] / med["exact"] if "kornia" in med else None,
                      "median_seconds": med, "mean_err_px": mean_err, "p99_err_px": p99_err, "max_err_px": max_err,
+                     "device": dev_name, "faces": what,
                      "provenance": provenance(benchmark="warp", **vars(args))}, Path(args.json))
 
 

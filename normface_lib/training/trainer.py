@@ -46,7 +46,7 @@ from ..core import resources
 from ..core.checks import skip_value_checks
 from ..core.errors import InputError, OverwriteError
 from ..core.runtime import default_device
-from ..encoders import cached_encode, calibrate_on_table, encode, encoder_key, load_encoder
+from ..encoders import FaceEncoder, cached_encode, calibrate_on_table, encode, encoder_key, load_encoder
 from ..nets import Decoder, NormFaceLoss, landmark_loss, load_checkpoint, random_morphs, save_checkpoint, texture_loss
 from ..nets.checkpoint import find_checkpoint
 from .config import TrainConfig
@@ -119,6 +119,11 @@ class Trainer:
     """One training run (see the module docstring): ``Trainer(config, out_dir, ...)`` sets it up; :meth:`resume`,
     :meth:`step`, :meth:`save` and :meth:`summary` are the other stages; :func:`train` drives them.
 
+    ``tables`` replaces loading ``config.dataset`` (as in :func:`train`); ``encoder`` (a :class:`FaceEncoder`, moved
+    to the training device) replaces loading ``config.encoder``, e.g. a network of your own or a randomly initialised
+    one for timing. The feature and morph caches are keyed by the encoder's ``name`` and ``layer``: give another
+    network a name of its own.
+
     Attributes:
         config, out, device, procs: the run's settings and where it runs.
         encoder: the frozen encoder; tables: ``{"train": FaceTable, <held-out split>: FaceTable}``.
@@ -128,7 +133,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, tables: dict | None = None,
-                 resume: bool = False, force: bool = False):
+                 resume: bool = False, force: bool = False, encoder: FaceEncoder | None = None):
         if not isinstance(config, TrainConfig):
             raise InputError(f"config must be a TrainConfig (use profile_config('quick')), got "
                              f"{type(config).__name__}.")
@@ -147,7 +152,7 @@ class Trainer:
         if procs.main:
             self._claim_folder(resume, force)
         procs.barrier()
-        self._setup_data(tables)
+        self._setup_data(tables, encoder)
         self._setup_model()
 
     def _claim_folder(self, resume: bool, force: bool) -> None:
@@ -173,9 +178,14 @@ class Trainer:
             raise InputError(f"cannot create the run folder {self.out} ({e.strerror}); choose another --out.") from e
 
     # ---------------------------------------------------------------------------------------------- setup
-    def _setup_data(self, tables: dict | None) -> None:
+    def _setup_data(self, tables: dict | None, encoder: FaceEncoder | None) -> None:
         cfg, procs = self.config, self.procs
-        self.encoder = load_encoder(cfg.encoder, layer=cfg.encoder_layer, device=self.device)
+        if encoder is None:
+            encoder = load_encoder(cfg.encoder, layer=cfg.encoder_layer, device=self.device)
+        elif not isinstance(encoder, FaceEncoder):
+            raise InputError(f"encoder must be a FaceEncoder (see normface_lib.encoders.load_encoder), got "
+                             f"{type(encoder).__name__}.")
+        self.encoder = encoder.to(self.device)
         if tables is not None:
             if "train" not in tables:
                 raise InputError("tables must contain a 'train' FaceTable.")

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -81,14 +80,28 @@ def test_damaged_checkpoints_are_messages(damage, tmp_path, photos, capsys):
 
 
 _SAVER = textwrap.dedent("""
-    import sys, torch
-    from normface_lib.nets import Decoder, save_checkpoint
+    import os, sys, time, torch
+    from normface_lib.nets import Decoder, save_checkpoint, checkpoint
     torch.manual_seed(0)
-    dec = Decoder(64, torch.rand(68, 2) * 223, out_size=224, width=0.5)   # 14 M parameters: each save takes a while
+    dec = Decoder(16, torch.rand(68, 2) * 31, out_size=32, width=0.125)
     opt = torch.optim.AdamW(dec.parameters())
-    dec(torch.randn(2, 64))["image"].mean().backward()
+    dec(torch.randn(2, 16))["image"].mean().backward()
     opt.step()
-    step = 0
+    moment, step = sys.argv[2], 0
+
+    def pause_at(name, real):
+        # in the second save, just after the named call returns: say so and wait there to be killed
+        def wrapped(*args, **kwargs):
+            out = real(*args, **kwargs)
+            if step == 2 and moment == name and (name != "between-renames" or str(args[0]) == sys.argv[1]):
+                print("paused", flush=True)
+                time.sleep(600)
+            return out
+        return wrapped
+
+    checkpoint.save_file = pause_at("after-first-file", checkpoint.save_file)
+    checkpoint.os.fsync = pause_at("before-swap", checkpoint.os.fsync)
+    checkpoint.os.rename = pause_at("between-renames", checkpoint.os.rename)
     while True:
         step += 1
         with torch.no_grad():
@@ -98,23 +111,25 @@ _SAVER = textwrap.dedent("""
 """)
 
 
-def test_a_kill_during_save_leaves_a_whole_checkpoint(tmp_path):
-    """A real process saving a real checkpoint over and over, killed (SIGKILL) at several moments during a save:
-    every time, what is loaded afterwards is one complete save (its recorded step and its weights agree)."""
+@pytest.mark.parametrize("moment", ["after-first-file", "before-swap", "between-renames"])
+def test_a_kill_during_save_leaves_a_whole_checkpoint(tmp_path, moment):
+    """A real process saving a real checkpoint, killed (SIGKILL) in the middle of its second save at a chosen
+    moment (the process pauses there, so the kill lands midway on any machine): what is loaded afterwards is one
+    complete save (its recorded step and its weights agree), and the next save clears what the kill left."""
     ck = tmp_path / "ck"
-    interrupted = 0
-    for offset in (0.05, 0.25, 0.5):
-        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(ck)], stdout=subprocess.PIPE, text=True)
-        first = proc.stdout.readline()  # one save finished: the next one is under way
-        assert first.strip().isdigit(), first
-        time.sleep(offset)
+    proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(ck), moment], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "1"  # the first save is complete
+        assert proc.stdout.readline().strip() == "paused"  # the second is under way
+    finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        interrupted += bool(list(tmp_path.glob(".ck.new-*")))  # the kill left a half-written save behind
-        model, _, _, extra, _ = load_checkpoint(ck)
-        assert float(model.to_rgb.bias[0].detach()) == extra["step"] >= 1
-    assert interrupted >= 1  # the test did kill a save midway
-    save_checkpoint(ck, _decoder(), {"steps": 1}, force=True)  # the next save clears what the kills left
+    assert list(tmp_path.glob(".ck.new-*")), "the kill left no half-done save behind: it did not land midway"
+    model, _, _, extra, _ = load_checkpoint(ck)
+    assert float(model.to_rgb.bias[0].detach()) == extra["step"]
+    # killed before the swap the first save stands; killed between the renames the second is complete and found
+    assert extra["step"] == (2 if moment == "between-renames" else 1)
+    save_checkpoint(ck, _decoder(), {"steps": 1}, force=True)
     assert not list(tmp_path.glob(".ck.*"))
 
 

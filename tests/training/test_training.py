@@ -168,6 +168,20 @@ def test_training_reduces_the_loss(tmp_path, tables):
     assert s["eval"]["train"]["texture_l1"] < first
 
 
+def test_a_given_encoder_replaces_the_configured_one(tmp_path, tables):
+    """Trainer(encoder=...) trains on that network's features (here dlib's 256-D avgpool layer instead of the
+    configured 128-D descriptor); anything that is not a FaceEncoder is a message."""
+    from normface_lib.encoders import load_encoder
+    from normface_lib.training import Trainer
+    enc = load_encoder("dlib-resnet", layer="avgpool", device="cpu")
+    trainer = Trainer(tiny_config(morphs="off"), tmp_path / "a", tables=tables, encoder=enc)
+    assert trainer.encoder is enc and trainer.decoder.feature_dim == 256
+    assert trainer.features["features"].shape == (tables["train"].images.shape[0], 256)
+    assert torch.isfinite(torch.tensor(trainer.step(0)["total"]))
+    with pytest.raises(InputError, match="FaceEncoder"):
+        Trainer(tiny_config(), tmp_path / "b", tables=tables, encoder="dlib-resnet")
+
+
 # ------------------------------------------------------------------------------------------------ DDP
 def _free_port():
     with socket.socket() as s:
