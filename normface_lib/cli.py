@@ -1,7 +1,8 @@
 """The ``normface`` command.
 
     normface normalize PHOTO|FOLDER|GLOB... -o OUTDIR [-r] [--aligned] [--json] [--compare] [--checkpoint DIR|HUB_ID]
-    normface train --profile quick --out DIR [--steps N] [--seed S] [--set KEY=VALUE ...] [--resume|--force]
+    normface train --profile quick --out DIR [--dataset D --data-root DIR] [--steps N] [--seed S] [--set KEY=VALUE ...]
+                   [--resume|--force]
     normface correct-colour PHOTO... -o OUTDIR [--checkpoint DIR]
     normface avatar PHOTO... -o OUTDIR [--checkpoint DIR]
     normface --version
@@ -32,6 +33,7 @@ from .apps.avatar import export_obj, fit_mesh
 from .apps.colour import correct_photo
 from .core.errors import InputError, NormFaceError, OverwriteError
 from .core.resources import atomic_write
+from .data import DATASETS
 from .faces import load_image, side_by_side, to_uint8_hwc
 from .pipeline import NormFace
 from .training import PROFILES, profile_config, train
@@ -206,7 +208,8 @@ def _write_faces(outputs: Outputs, k: int, found: list, compare: bool) -> list:
 
 def cmd_train(args) -> int:
     overrides = _overrides(args.set)
-    overrides.update({k: v for k, v in dict(steps=args.steps, seed=args.seed, device=args.device).items()
+    overrides.update({k: v for k, v in dict(steps=args.steps, seed=args.seed, device=args.device,
+                                            dataset=args.dataset, data_root=args.data_root).items()
                       if v is not None})
     config = profile_config(args.profile, **overrides)
     summary = train(config, Path(args.out), progress=not args.quiet, resume=args.resume, force=args.force)
@@ -311,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a decoder with a named profile")
     t.add_argument("--profile", default="quick", choices=list(PROFILES))
     t.add_argument("--out", required=True, metavar="DIR", help="run folder (losses.jsonl, checkpoint/, summary.json)")
+    t.add_argument("--dataset", default=None, choices=sorted(DATASETS),
+                   help="override the profile's data set (quick: orl, shipped; paper: celeba, needs --data-root)")
+    t.add_argument("--data-root", default=None, metavar="DIR",
+                   help="the folder that holds the data set (CelebA: the folder containing celeba/)")
     t.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")

@@ -2,7 +2,7 @@
 # The prepared check for a lent GPU machine (the `device` tool of this workplace; CI never has a GPU): the CUDA
 # tests, the warp benchmark and the paper-profile training step on the GPU, as one run. That machine has its own
 # Python with torch, torchvision, scikit-image and safetensors but no facenet-pytorch, kornia, dlib or ORL faces:
-# facenet-pytorch and kornia travel as wheels in .whl/ (see CONTRIBUTING.md, "A GPU check"); faces are generated
+# facenet-pytorch and kornia travel as wheels in .whl/ (see CONTRIBUTING.md, "Benchmarks and a GPU check"); faces are generated
 # and the FaceNet there is randomly initialised, which every output says. Each benchmark's JSON goes to a scratch
 # folder; $OUT (default _build/gpu) gets the log and gpu.json (tools/collect_gpu.py), which is copied to
 # results/measured/gpu.json for the reproducing chapter.
@@ -20,7 +20,7 @@ rc=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name(0))"
 echo "== CUDA tests"
-python3 -m pytest -q -p no:cacheprovider tests/warp/test_warp.py -k cuda -rs || rc=1
+python3 -m pytest -q -p no:cacheprovider tests/warp/test_warp.py tests/nets/test_morph.py -k cuda -rs || rc=1
 echo "== warp benchmark (GPU, generated faces)"
 RUNS=$(mktemp -d)
 python3 benchmarks/warp.py --device cuda --faces generated --threads 8 --json "$RUNS/warp_cuda.json" || rc=1

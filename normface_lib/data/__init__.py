@@ -48,8 +48,9 @@ def load_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("
             return loader(split, size=size, **kw, **options)
     else:
         if data_root is None:
-            raise InputError(f"dataset {dataset!r} needs data_root, the folder that holds it (CelebA: the folder "
-                             "containing celeba/ as torchvision.datasets.CelebA expects).")
+            raise InputError(f"dataset {dataset!r} needs the folder that holds it (CelebA: the folder containing "
+                             "celeba/ as torchvision.datasets.CelebA expects): normface train --data-root DIR, "
+                             "papermill -p data_root DIR, or data_root=DIR in Python.")
 
         def one(split, **kw):
             return loader(data_root, split, size=size, **kw, **options)

@@ -109,11 +109,12 @@ def random_morphs(source, n: int, generator: torch.Generator | int | None = None
             ``mean_shape`` are used: the frontal, neutral faces), or registered textures ``[P,3,S,S]`` in ``[0,1]``
             together with ``landmarks`` ``[P,68,2]`` and ``mean_shape`` ``[68,2]`` (crop pixels). ``P ≥ 2``.
         n: number of morphs (≥ 1).
-        generator: a ``torch.Generator`` or an integer seed (``None``: seed 0, so results are reproducible).
+        generator: a CPU ``torch.Generator`` or an integer seed (``None``: seed 0, so results are reproducible).
         out_size, mode: as in :func:`morph`.
 
     Returns:
-        :class:`MorphBatch`. Pairs are drawn uniformly among ordered pairs of different faces.
+        :class:`MorphBatch` on the faces' device (pairs and ``alpha`` on the CPU, where they are drawn). Pairs are
+        drawn uniformly among ordered pairs of different faces.
     """
     if hasattr(source, "target_textures"):
         textures, lms, ms = source.target_textures, source.target_landmarks, source.mean_shape
@@ -132,10 +133,11 @@ def random_morphs(source, n: int, generator: torch.Generator | int | None = None
         raise InputError(f"n must be a positive integer, got {n!r}.")
     if generator is None or isinstance(generator, int):
         generator = torch.Generator().manual_seed(0 if generator is None else generator)
-    i = torch.randint(0, P, (n,), generator=generator)
-    j = (i + torch.randint(1, P, (n,), generator=generator)) % P  # uniform over the other P-1 faces
+    i = torch.randint(0, P, (n,), generator=generator)  # drawn on the CPU generator whatever the faces' device,
+    j = (i + torch.randint(1, P, (n,), generator=generator)) % P  # so the draws do not depend on it
     alpha = torch.rand(n, generator=generator)
-    texture, blended = _blend(textures[i], lms[i], textures[j], lms[j], alpha.to(textures.dtype))
+    di, dj = i.to(textures.device), j.to(textures.device)
+    texture, blended = _blend(textures[di], lms[di], textures[dj], lms[dj], alpha.to(textures))
     out_lms = _scale_landmarks(blended, textures.shape[-1], out_size)
     images = render_unchecked(texture, out_lms, ms, out_size, mode)
     return MorphBatch(images, out_lms, texture, alpha, torch.stack([i, j], 1))

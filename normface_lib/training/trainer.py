@@ -8,7 +8,8 @@ A run (:class:`Trainer`, driven by :func:`train`) goes through four stages:
    is frozen, so the features (and embeddings, for the identity loss) of the training inputs are computed once and
    cached on disk (:func:`normface_lib.encoders.cached_encode`). Morph augmentation (paper): two training targets are
    blended with a random weight, rendered with the warp and encoded; ``morphs="bank"`` (quick profile) precomputes K
-   seeded morphs once and caches them, ``morphs="online"`` (paper profile) draws fresh ones every step. Then the
+   seeded morphs once and caches them, ``morphs="online"`` (paper profile) draws fresh ones every step, rendered on
+   the training device from the targets moved there once (:class:`MorphSource`). Then the
    decoder, AdamW, the schedule, mixed precision (CUDA only) and the loss.
 2. **Resume** (optional): model, optimizer, scheduler, scaler, RNG states and step from ``checkpoint/``; the result is
    the same as an uninterrupted run.
@@ -63,12 +64,29 @@ ENCODE_BATCH = 32
 def morph_rows(table, n: int, generator: torch.Generator, encoder,
                batch: int = ENCODE_BATCH) -> dict[str, torch.Tensor]:
     """``n`` random morphs of a table's targets (:func:`normface_lib.nets.random_morphs`) as training rows: features
-    ``[n,D]`` and embeddings ``[n,E]`` of the rendered morphs, their landmark ``[n,68,2]``, texture and image
-    ``[n,3,S,S]`` targets (float32, CPU)."""
+    ``[n,D]`` and embeddings ``[n,E]`` of the rendered morphs (float32, CPU), their landmark ``[n,68,2]``, texture and
+    image ``[n,3,S,S]`` targets (float32, rendered on the device of ``table``'s targets).
+
+    ``table`` is a :class:`~normface_lib.data.FaceTable` or :class:`MorphSource` (the targets already on the
+    training device, so that a GPU renders the morphs)."""
     m = random_morphs(table, n, generator)
     enc = encode(encoder, m.images, batch=batch)
     return {"features": enc["features"], "embedding": enc["embeddings"], "target_landmarks": m.landmarks.float(),
             "target_texture": m.textures.float(), "target_image": m.images.float()}
+
+
+@dataclasses.dataclass
+class MorphSource:
+    """What morphs are made of: a table's ``target_textures [P,3,S,S]``, ``target_landmarks [P,68,2]`` and
+    ``mean_shape [68,2]`` (float32), moved once to the device that renders them (:meth:`of`)."""
+
+    target_textures: torch.Tensor
+    target_landmarks: torch.Tensor
+    mean_shape: torch.Tensor
+
+    @classmethod
+    def of(cls, table, device: torch.device) -> "MorphSource":
+        return cls(table.target_textures.to(device), table.target_landmarks.to(device), table.mean_shape.to(device))
 
 
 @torch.no_grad()
@@ -129,6 +147,7 @@ class Trainer:
         encoder: the frozen encoder; tables: ``{"train": FaceTable, <held-out split>: FaceTable}``.
         features: ``{"features", "embeddings"}`` of the training table's rows (cached).
         bank: the morph bank's rows (``morphs="bank"``), else None.
+        morph_source: the targets online morphs are made of, on the training device (``morphs="online"``), else None.
         decoder: the :class:`Decoder` being trained (``net`` is its DDP wrapper under several processes).
     """
 
@@ -241,6 +260,8 @@ class Trainer:
         self.n_morph = int(round(local_b * cfg.morph_fraction)) if cfg.morphs != "off" else 0
         if cfg.morphs == "bank" and self.bank is None:
             self.n_morph = 0
+        # online morphs are rendered where the model trains (a GPU renders them far faster than the CPU)
+        self.morph_source = MorphSource.of(table, self.device) if cfg.morphs == "online" and self.n_morph else None
         self.real_stream = IndexStream(int(self.input_rows.numel()), local_b - self.n_morph, procs, cfg.seed)
         self.bank_stream = IndexStream(self.bank["features"].shape[0], self.n_morph, procs, cfg.seed + 1) \
             if self.bank is not None and self.n_morph else None
@@ -292,8 +313,8 @@ class Trainer:
             parts.append({k: v[j] for k, v in self.bank.items()})
         elif cfg.morphs == "online" and self.n_morph:
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + self.procs.rank)
-            parts.append(morph_rows(table, self.n_morph, g, self.encoder))
-        return {k: torch.cat([q[k] for q in parts]).to(self.device, non_blocking=True) for k in parts[0]}
+            parts.append(morph_rows(self.morph_source, self.n_morph, g, self.encoder))
+        return {k: torch.cat([q[k].to(self.device, non_blocking=True) for q in parts]) for k in parts[0]}
 
     def step(self, step: int) -> dict[str, Any]:
         """One optimisation step; returns its log record (step, lr, the losses averaged over processes, seconds,

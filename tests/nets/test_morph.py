@@ -106,3 +106,19 @@ def test_morph_bad_inputs(faces):
         morph.random_morphs(tex[:1], 3, 0, landmarks=lm[:1], mean_shape=ms)
     with pytest.raises(InputError, match="landmarks"):
         morph.random_morphs(tex, 3, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_morphs_match_cpu():
+    """Online morphs rendered on the training GPU: the same pairs and weights as on the CPU (drawn on the CPU
+    generator), images within float32 warp differences (as in tests/warp's CUDA test)."""
+    from normface_lib.faces.landmarks import load_mean_shape
+    g = torch.Generator().manual_seed(5)
+    mean = load_mean_shape(64)
+    tex = torch.nn.functional.interpolate(torch.rand(6, 3, 8, 8, generator=g), size=(64, 64), mode="bilinear")
+    lm = mean + torch.randn(6, 68, 2, generator=g) * 0.5
+    cpu = morph.random_morphs(tex, 7, 11, landmarks=lm, mean_shape=mean)
+    gpu = morph.random_morphs(tex.cuda(), 7, 11, landmarks=lm.cuda(), mean_shape=mean.cuda())
+    assert gpu.images.is_cuda and torch.equal(gpu.pairs, cpu.pairs) and torch.equal(gpu.alpha, cpu.alpha)
+    assert (gpu.images.cpu() - cpu.images).abs().max() < 1e-4
+    assert (gpu.landmarks.cpu() - cpu.landmarks).abs().max() < 1e-4

@@ -182,6 +182,26 @@ def test_a_given_encoder_replaces_the_configured_one(tmp_path, tables):
         Trainer(tiny_config(), tmp_path / "b", tables=tables, encoder="dlib-resnet")
 
 
+def test_online_morphs_are_fresh_each_step_and_reproducible(tmp_path, tables):
+    """morphs="online" (the paper profile's): each step's batch ends with n_morph morphs of pairs of training targets,
+    rendered where the model trains (from the targets moved there once), fresh every step and the same when the step
+    is built again."""
+    from normface_lib.training import Trainer
+    trainer = Trainer(tiny_config(morphs="online", identity_every=0), tmp_path, tables=tables)
+    n = trainer.n_morph
+    assert n == 2 and trainer.morph_source.target_textures.device == trainer.device
+    a, again, other = trainer.batch(3), trainer.batch(3), trainer.batch(4)
+    assert all(torch.equal(a[k], again[k]) for k in a)
+    assert not torch.equal(a["target_image"][-n:], other["target_image"][-n:])
+    assert a["features"].shape == (8, trainer.decoder.feature_dim) and bool(torch.isfinite(a["features"]).all())
+    targets = tables["train"].target_landmarks
+    for lm in a["target_landmarks"][-n:]:  # a morph's landmarks lie between those of two different targets
+        assert not any(torch.equal(lm, t) for t in targets)
+        lo, hi = targets.min(0).values, targets.max(0).values
+        assert bool(((lm >= lo - 1e-4) & (lm <= hi + 1e-4)).all())
+    assert torch.isfinite(torch.tensor(trainer.step(0)["total"]))
+
+
 # ------------------------------------------------------------------------------------------------ DDP
 def _free_port():
     with socket.socket() as s:
@@ -228,6 +248,18 @@ def test_cli_train_help_and_bad_override(capsys, tmp_path):
     assert cli.main(["train", "--out", str(tmp_path / "never"), "--set", "width"]) == 1
     assert "KEY=VALUE" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_cli_train_takes_the_data_set_and_its_folder(capsys, tmp_path):
+    """`normface train --dataset celeba` without its folder says how to give it; with a folder that holds no CelebA
+    it says where it looked. Both are messages (exit 1), not tracebacks."""
+    base = ["train", "--profile", "quick", "--steps", "1", "--dataset", "celeba"]
+    assert cli.main(base + ["--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "--data-root" in err and "Traceback" not in err
+    assert cli.main(base + ["--out", str(tmp_path / "b"), "--data-root", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "CelebA not found" in err and str(tmp_path / "nothing") in err and "Traceback" not in err
 
 
 @pytest.mark.slow
