@@ -106,7 +106,7 @@ def main(argv=None) -> None:
         print(f"profile={args.profile} size={config.size} width={config.width} batch={config.batch_size} "
               f"amp={trainer.amp_dtype} morphs={config.morphs}({trainer.n_morph}/step) identity_every="
               f"{config.identity_every} | decoder {sum(p.numel() for p in trainer.decoder.parameters()) / 1e6:.2f} M "
-              f"parameters | encoder {encoder.name}: {how} | data: {args.people}x{args.photos} generated faces | "
+              f"parameters | encoder {encoder.name}: {how} | data: {people}x{args.photos} generated faces | "
               f"device: {name} | torch {torch.__version__}")
         waits: list[float] = []
         batch = trainer.batch
