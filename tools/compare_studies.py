@@ -3,7 +3,7 @@ committed one and one from an earlier commit made on another CPU, ``git show COM
 
     python tools/compare_studies.py OLD_seeds.json NEW_seeds.json --out results/measured/study_across_machines.json
 
-Writes: both files' provenance (commit, machine), how many study values differ, how many comparison and attribute
+Writes: both files' provenance (commit, machine), how many of the study's numeric figures differ, how many comparison and attribute
 verdicts differ, each changed comparison with both intervals, and, over the changed comparisons, the largest
 "closeness" (the nearer interval bound's distance from zero as a fraction of the interval's width, the smaller of
 the two runs'): a small value means the verdict sat on the boundary. The reproducing chapter renders the file.
@@ -18,22 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from normface_lib.core.resources import write_json  # noqa: E402
-
-
-def _values(obj, prefix=""):
-    """Every leaf of a study (provenance and timings left out) as ``{path: value}``."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if k not in ("provenance", "seconds"):
-                out.update(_values(v, f"{prefix}/{k}"))
-        return out
-    if isinstance(obj, list):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(_values(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: obj}
+from normface_lib.study import figures  # noqa: E402
 
 
 def closeness(ci) -> float:
@@ -50,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     old, new = (json.loads(Path(p).read_text()) for p in (args.old, args.new))
-    a, b = _values(old), _values(new)
+    a, b = figures(old), figures(new)  # every numeric figure of the study, provenance and timings left out
     if set(a) != set(b):
         raise SystemExit("the two studies have different contents (another profile or study layout); compare runs "
                          "of the same study code")
@@ -61,13 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     attrs = sum(x.get("verdict") != y.get("verdict") for x, y in zip(old["attributes"], new["attributes"]))
     prov = {k: {"commit": s["provenance"]["commit"], "date": s["provenance"]["date"],
                 "machine": s["provenance"]["machine"]} for k, s in (("old", old), ("new", new))}
-    doc = {"values": len(a), "values_changed": sum(a[k] != b[k] for k in a),
+    doc = {"figures": len(a), "figures_changed": sum(a[k] != b[k] for k in a),
            "comparisons": len(new["comparisons"]), "comparisons_changed": len(changed),
            "attributes": len(new["attributes"]), "attributes_changed": attrs,
            "max_closeness_of_changed": max((c["closeness"] for c in changed), default=None),
            "changed": changed, "studies": prov}
     write_json(doc, Path(args.out))
-    print(f"{doc['values_changed']} of {doc['values']} values, {len(changed)} of {doc['comparisons']} comparison "
+    print(f"{doc['figures_changed']} of {doc['figures']} figures, {len(changed)} of {doc['comparisons']} comparison "
           f"verdicts and {attrs} of {doc['attributes']} attribute verdicts differ; changed verdicts sat within "
           f"{doc['max_closeness_of_changed']} of an interval's width from zero")
     return 0
