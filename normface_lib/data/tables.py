@@ -156,7 +156,8 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
         photos: person → that person's photo keys (any hashable, e.g. photo numbers), in a fixed order.
         targets: person → the key of the target photo (never held out).
         seed: the split is a function of ``seed`` and the inputs only.
-        n_unseen_people: how many people to hold out entirely (an int, or a fraction in ``(0,1)``).
+        n_unseen_people: how many people to hold out entirely (an int, or a fraction in ``(0,1)``, rounded, at
+            least one).
         n_unseen_photos: photos held out per training person (fewer when a person has fewer non-target photos).
 
     Returns:
@@ -165,7 +166,7 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
     """
     people = list(photos)
     if isinstance(n_unseen_people, float) and 0 < n_unseen_people < 1:
-        n_unseen_people = int(round(n_unseen_people * len(people)))
+        n_unseen_people = max(1, int(round(n_unseen_people * len(people))))  # a fraction holds out at least one
     if not isinstance(n_unseen_people, (int, np.integer)) or not 0 <= n_unseen_people < len(people):
         raise InputError(f"n_unseen_people must be an int in [0, {len(people) - 1}] or a fraction in (0,1), got "
                          f"{n_unseen_people!r}.")

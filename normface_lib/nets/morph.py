@@ -106,7 +106,8 @@ def random_morphs(source, n: int, generator: torch.Generator | int | None = None
 
     Args:
         source: a :class:`normface_lib.data.FaceTable` (its ``target_textures``, ``target_landmarks`` and
-            ``mean_shape`` are used: the frontal, neutral faces), or registered textures ``[P,3,S,S]`` in ``[0,1]``
+            ``mean_shape`` are used: the frontal, neutral faces; a streamed table's textures stay on disk and only the
+            drawn ones are read, then moved to the landmarks' device), or registered textures ``[P,3,S,S]`` in ``[0,1]``
             together with ``landmarks`` ``[P,68,2]`` and ``mean_shape`` ``[68,2]`` (crop pixels). ``P ≥ 2``.
         n: number of morphs (≥ 1).
         generator: a CPU ``torch.Generator`` or an integer seed (``None``: seed 0, so results are reproducible).
@@ -123,7 +124,11 @@ def random_morphs(source, n: int, generator: torch.Generator | int | None = None
         if lms is None or ms is None:
             raise InputError("random_morphs(textures, ...) also needs landmarks=[P,68,2] and mean_shape=[68,2]; "
                              "or pass a FaceTable.")
-    check_faces(textures, lms)
+    on_disk = not isinstance(textures, torch.Tensor)  # streamed data (DiskImages): only the drawn faces are read
+    if on_disk:
+        check_faces(textures[0][None], lms[:1])
+    else:
+        check_faces(textures, lms)
     check_mean_shape(ms)
     out_size = check_out_size(out_size)
     P = textures.shape[0]
@@ -136,8 +141,9 @@ def random_morphs(source, n: int, generator: torch.Generator | int | None = None
     i = torch.randint(0, P, (n,), generator=generator)  # drawn on the CPU generator whatever the faces' device,
     j = (i + torch.randint(1, P, (n,), generator=generator)) % P  # so the draws do not depend on it
     alpha = torch.rand(n, generator=generator)
-    di, dj = i.to(textures.device), j.to(textures.device)
-    texture, blended = _blend(textures[di], lms[di], textures[dj], lms[dj], alpha.to(textures))
+    di, dj = i.to(lms.device), j.to(lms.device)
+    ta, tb = (textures[i].to(lms.device), textures[j].to(lms.device)) if on_disk else (textures[di], textures[dj])
+    texture, blended = _blend(ta, lms[di], tb, lms[dj], alpha.to(ta))
     out_lms = _scale_landmarks(blended, textures.shape[-1], out_size)
     images = render_unchecked(texture, out_lms, ms, out_size, mode)
     return MorphBatch(images, out_lms, texture, alpha, torch.stack([i, j], 1))

@@ -15,8 +15,9 @@ from ..core.errors import InputError
 class TrainConfig:
     """Everything that determines a training run (same config + same seed → same numbers on the same machine).
 
-    Data: ``dataset`` ("orl", or "celeba" with ``data_root`` and ``data_options`` such as ``max_people``, passed to
-    :func:`normface_lib.data.load_tables`), ``size`` (crop side),
+    Data: ``dataset`` ("orl", in memory; or "celeba" / "folder", streamed from an on-disk store, with ``data_root``
+    and ``data_options`` such as ``max_people`` or ``workers``, passed to :func:`normface_lib.data.load_tables`),
+    ``size`` (crop side),
     ``mirror`` (add mirrored photos), ``encoder``/``encoder_layer`` (:func:`normface_lib.encoders.load_encoder`).
     Model: see :class:`normface_lib.nets.Decoder` (``width``, ``input_dropout``, ``input_noise``, ``warp``).
     Optimisation: ``steps``, global ``batch_size`` (split across DDP ranks), ``lr``, ``weight_decay``,
@@ -28,7 +29,8 @@ class TrainConfig:
     (blend weights α ~ U(0, 1), :func:`normface_lib.nets.random_morphs`).
     Runtime: ``seed``, ``amp`` ("auto" = bf16/fp16 on CUDA, off on CPU; "bf16", "fp16", "off"), ``device``
     (None = CUDA if available), ``num_threads`` (CPU threads per process; on a CPU :func:`train` calls
-    ``torch.set_num_threads``), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end),
+    ``torch.set_num_threads``), ``data_workers`` (processes of the DataLoader reading streamed data ahead of the
+    model; 0 = the training process reads), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end),
     ``eval_batch``. The paper profile needs ``data_root`` (e.g. ``--set data_root='"/data"'``).
     """
 
@@ -65,6 +67,7 @@ class TrainConfig:
     amp: str = "auto"
     device: str | None = None
     num_threads: int = 2
+    data_workers: int = 2
     checkpoint_every: int = 500
     eval_splits: tuple[str, ...] = ("unseen_people", "unseen_photos")
     eval_batch: int = 64
@@ -84,6 +87,7 @@ class TrainConfig:
             (self.identity_every >= 0, f"identity_every must be ≥ 0 (0 = never), got {self.identity_every}"),
             (self.identity_weight >= 0, f"identity_weight must be ≥ 0, got {self.identity_weight}"),
             (self.checkpoint_every >= 1, f"checkpoint_every must be ≥ 1, got {self.checkpoint_every}"),
+            (self.data_workers >= 0, f"data_workers must be ≥ 0, got {self.data_workers}"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -9,7 +9,11 @@ A run (:class:`Trainer`, driven by :func:`train`) goes through four stages:
    cached on disk (:func:`normface_lib.encoders.cached_encode`). Morph augmentation (paper): two training targets are
    blended with a random weight, rendered with the warp and encoded; ``morphs="bank"`` (quick profile) precomputes K
    seeded morphs once and caches them, ``morphs="online"`` (paper profile) draws fresh ones every step, rendered on
-   the training device from the targets moved there once (:class:`MorphSource`). Then the
+   the training device from the targets moved there once (:class:`MorphSource`). A streamed data set
+   (:class:`~normface_lib.data.StreamTable`: CelebA, person folders) has no feature cache: each step's rows are read
+   from disk by a :class:`~torch.utils.data.DataLoader` (:meth:`Trainer.loader`, ``config.data_workers`` processes) and
+   encoded on the training device; the feature statistics and the identity threshold come from a seeded sample of
+   :data:`STATS_ROWS` rows, so memory does not grow with the data set. Then the
    decoder, AdamW, the schedule, mixed precision (CUDA only) and the loss.
 2. **Resume** (optional): model, optimizer, scheduler, scaler, RNG states and step from ``checkpoint/``; the result is
    the same as an uninterrupted run.
@@ -59,6 +63,11 @@ CHECKPOINT_NAME = "checkpoint"
 SUMMARY_NAME = "summary.json"
 #: Batch size of the feature cache's encoder passes (kept: the cached numbers depend on it on some back-ends).
 ENCODE_BATCH = 32
+#: Streamed data (:class:`~normface_lib.data.StreamTable`): input rows sampled (seeded) for the decoder's feature
+#: statistics and the identity threshold, and per table for the final evaluation. Fixed, so memory does not grow
+#: with the data set.
+STATS_ROWS = 512
+EVAL_ROWS = 256
 
 
 def morph_rows(table, n: int, generator: torch.Generator, encoder,
@@ -86,7 +95,9 @@ class MorphSource:
 
     @classmethod
     def of(cls, table, device: torch.device) -> "MorphSource":
-        return cls(table.target_textures.to(device), table.target_landmarks.to(device), table.mean_shape.to(device))
+        textures = table.target_textures  # streamed textures stay on disk: the drawn ones are read and moved
+        return cls(textures.to(device) if isinstance(textures, torch.Tensor) else textures,
+                   table.target_landmarks.to(device), table.mean_shape.to(device))
 
 
 @torch.no_grad()
@@ -131,6 +142,19 @@ def _table_eval_set(table, feats: torch.Tensor) -> tuple:
     m = table.input_mask
     p = table.person[m]
     return (feats[m], table.target_landmarks[p], table.target_textures[p], table.images[table.target_row[p]])
+
+
+class _StepRows:
+    """The batch sampler of :meth:`Trainer.loader`: step ``s``'s rows (:meth:`Trainer.step_rows`), for each step."""
+
+    def __init__(self, trainer: "Trainer", start: int, until: int):
+        self.trainer, self.start, self.until = trainer, start, until
+
+    def __iter__(self):
+        return (self.trainer.step_rows(s).tolist() for s in range(self.start, self.until))
+
+    def __len__(self) -> int:
+        return self.until - self.start
 
 
 class Trainer:
@@ -209,22 +233,36 @@ class Trainer:
             if "train" not in tables:
                 raise InputError("tables must contain a 'train' FaceTable.")
             self.tables = dict(tables)
-        else:
-            self.tables = data.load_tables(cfg.dataset, cfg.size, cfg.eval_splits, mirror=cfg.mirror,
-                                           data_root=cfg.data_root, **cfg.data_options)
+        else:  # the main process prepares (a streamed data set's store is built once), the others then read it
+            load = lambda: data.load_tables(cfg.dataset, cfg.size, cfg.eval_splits, mirror=cfg.mirror,  # noqa: E731
+                                            data_root=cfg.data_root, **cfg.data_options)
+            self.tables = load() if procs.main else None
+            procs.barrier()
+            if not procs.main:
+                self.tables = load()
         table = self.tables["train"]
         if table.images.shape[-1] != cfg.size:
             raise InputError(f"the training table has {table.images.shape[-1]}-px crops but config.size is "
                              f"{cfg.size}.")
-        self.features = cached_encode(self.encoder, table.images, ENCODE_BATCH, procs.main, procs.barrier)
+        self.streamed = bool(getattr(table, "streamed", False))
         self.input_rows = table.input_rows
+        if self.streamed:  # rows are read and encoded each step; statistics come from a fixed seeded sample
+            self.features = None
+            calib = table.materialize(table.sample_rows(STATS_ROWS, cfg.seed))
+            enc = encode(self.encoder, calib.images, ENCODE_BATCH)
+            self.feature_sample = enc["features"][calib.input_mask]
+        else:
+            self.features = cached_encode(self.encoder, table.images, ENCODE_BATCH, procs.main, procs.barrier)
+            calib, enc = table, self.features
+            self.feature_sample = self.features["features"][self.input_rows]
         # the same-person threshold the trained model's users will be judged by, stored with every checkpoint
-        people = int(table.base_person[table.photo_mask].unique().numel())
-        self.identity_threshold = calibrate_on_table(self.encoder, table, embeddings=self.features["embeddings"]) \
+        people = int(calib.base_person[calib.photo_mask].unique().numel())
+        self.identity_threshold = calibrate_on_table(self.encoder, calib, embeddings=enc["embeddings"]) \
             if people >= 2 else None
         self.bank = None
         if cfg.morphs == "bank" and cfg.morph_fraction > 0:
-            key = resources.digest(table.target_textures, table.target_landmarks, table.mean_shape)
+            texture_key = table.source if self.streamed else table.target_textures  # a store's folder is keyed
+            key = resources.digest(texture_key, table.target_landmarks, table.mean_shape)
             path = resources.cache_dir("morphs") / (f"{encoder_key(self.encoder)}-s{cfg.size}-{key}"
                                                     f"-k{cfg.morph_bank_size}-seed{cfg.seed}.safetensors")
             self.bank = resources.cached_tensors(
@@ -234,10 +272,10 @@ class Trainer:
     def _setup_model(self) -> None:
         cfg, procs, table = self.config, self.procs, self.tables["train"]
         torch.manual_seed(cfg.seed)
-        self.decoder = Decoder(feature_dim=int(self.features["features"].shape[1]), mean_shape=table.mean_shape,
+        self.decoder = Decoder(feature_dim=int(self.feature_sample.shape[1]), mean_shape=table.mean_shape,
                                out_size=cfg.size, width=cfg.width, input_dropout=cfg.input_dropout,
                                input_noise=cfg.input_noise, warp=cfg.warp, warp_mode=cfg.warp_mode)
-        self.decoder.set_feature_stats(self.features["features"][self.input_rows])
+        self.decoder.set_feature_stats(self.feature_sample)
         self.decoder.to(self.device)
         self.net = DistributedDataParallel(self.decoder, device_ids=[self.device] if self.device.type == "cuda"
                                            else None) if procs.active else self.decoder
@@ -299,15 +337,48 @@ class Trainer:
         resources.atomic_write(self.log_path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
 
     # ---------------------------------------------------------------------------------------------- steps
-    def batch(self, step: int) -> dict[str, torch.Tensor]:
+    def step_rows(self, step: int) -> torch.Tensor:
+        """``[b]`` long: the training table's rows of the real inputs of step ``step`` on this process."""
+        return self.input_rows[self.real_stream.indices(step)]
+
+    def loader(self, start: int, until: int):
+        """The real rows of steps ``start .. until-1``, one batch a step: for streamed data a
+        :class:`torch.utils.data.DataLoader` over the table (``config.data_workers`` processes read ahead while the
+        model trains; the rows are those of :meth:`step_rows`, which a :class:`DistributedSampler` draws), otherwise
+        the in-memory rows. Each item is ``None`` (in memory: :meth:`batch` gathers them) or a dict of CPU tensors
+        (``image``, ``target_landmarks``, ``target_texture``, ``target_image``...)."""
+        if not self.streamed:
+            return (None for _ in range(start, until))
+        from torch.utils.data import DataLoader
+
+        workers = max(0, int(self.config.data_workers))
+        return iter(DataLoader(self.tables["train"], batch_sampler=_StepRows(self, start, until), num_workers=workers,
+                               pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None,
+                               generator=torch.Generator().manual_seed(self.config.seed)))
+
+    @torch.no_grad()
+    def _encode_rows(self, rows: dict) -> dict[str, torch.Tensor]:
+        """Streamed rows (a DataLoader batch) → the training rows: the inputs encoded on the training device."""
+        f, e = self.encoder.features_and_embed(rows["image"].to(self.device, non_blocking=True))
+        return {"features": f.float(), "embedding": e.float(), "target_landmarks": rows["target_landmarks"],
+                "target_texture": rows["target_texture"], "target_image": rows["target_image"]}
+
+    def batch(self, step: int, rows: dict | None = None) -> dict[str, torch.Tensor]:
         """The rows of training step ``step`` on this process, on the training device: ``features [b,D]``,
-        ``embedding [b,E]``, ``target_landmarks [b,68,2]``, ``target_texture`` and ``target_image`` ``[b,3,S,S]``."""
+        ``embedding [b,E]``, ``target_landmarks [b,68,2]``, ``target_texture`` and ``target_image`` ``[b,3,S,S]``.
+        ``rows``: this step's item of :meth:`loader` (streamed data: read here when not given)."""
         cfg, table = self.config, self.tables["train"]
-        i = self.input_rows[self.real_stream.indices(step)]
-        p = table.person[i]
-        parts = [{"features": self.features["features"][i], "embedding": self.features["embeddings"][i],
-                  "target_landmarks": table.target_landmarks[p], "target_texture": table.target_textures[p],
-                  "target_image": table.images[table.target_row[p]]}]
+        i = self.step_rows(step)
+        if self.streamed:
+            if rows is None:
+                from torch.utils.data import default_collate
+                rows = default_collate([table[int(k)] for k in i])
+            parts = [self._encode_rows(rows)]
+        else:
+            p = table.person[i]
+            parts = [{"features": self.features["features"][i], "embedding": self.features["embeddings"][i],
+                      "target_landmarks": table.target_landmarks[p], "target_texture": table.target_textures[p],
+                      "target_image": table.images[table.target_row[p]]}]
         if self.bank_stream is not None:
             j = self.bank_stream.indices(step)
             parts.append({k: v[j] for k, v in self.bank.items()})
@@ -316,12 +387,12 @@ class Trainer:
             parts.append(morph_rows(self.morph_source, self.n_morph, g, self.encoder))
         return {k: torch.cat([q[k].to(self.device, non_blocking=True) for q in parts]) for k in parts[0]}
 
-    def step(self, step: int) -> dict[str, Any]:
-        """One optimisation step; returns its log record (step, lr, the losses averaged over processes, seconds,
-        whether the identity loss ran)."""
+    def step(self, step: int, rows: dict | None = None) -> dict[str, Any]:
+        """One optimisation step (``rows``: this step's item of :meth:`loader`); returns its log record (step, lr, the
+        losses averaged over processes, seconds, whether the identity loss ran)."""
         cfg = self.config
         t0 = time.perf_counter()
-        batch = self.batch(step)
+        batch = self.batch(step, rows)
         use_id = cfg.identity_every > 0 and step % cfg.identity_every == 0
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
@@ -354,12 +425,18 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- summary
     def evaluate(self) -> dict[str, dict]:
         """:func:`evaluate_losses` on the training inputs and on the inputs of each held-out table."""
-        ev = {"train": evaluate_losses(self.decoder, *_table_eval_set(self.tables["train"], self.features["features"]),
-                                       batch=self.config.eval_batch)}
+        ev = {}
         for split, t in self.tables.items():
-            if split != "train":
+            if getattr(t, "streamed", False):  # a seeded sample of EVAL_ROWS input rows, read into memory
+                t = t.materialize(t.sample_rows(EVAL_ROWS, self.config.seed + 1))
+                f = encode(self.encoder, t.images, ENCODE_BATCH)["features"]
+            elif split == "train":
+                f = self.features["features"]
+            else:
                 f = cached_encode(self.encoder, t.images, ENCODE_BATCH)["features"]
-                ev[split] = evaluate_losses(self.decoder, *_table_eval_set(t, f), batch=self.config.eval_batch)
+            ev[split] = evaluate_losses(self.decoder, *_table_eval_set(t, f), batch=self.config.eval_batch)
+            if getattr(self.tables[split], "streamed", False):
+                ev[split]["sampled_from"] = int(self.tables[split].input_mask.sum())
         return ev
 
     def summary(self, done: int, times: list[float], recent: list[dict]) -> dict[str, Any]:
@@ -427,8 +504,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
     log_f = open(trainer.log_path, "a") if procs.main else None
     try:
         with skip_value_checks():
-            for step in range(start, until):
-                rec = trainer.step(step)
+            for step, rows in zip(range(start, until), trainer.loader(start, until)):
+                rec = trainer.step(step, rows)
                 times.append(rec["seconds"])
                 recent = (recent + [rec])[-50:]
                 if log_f:

@@ -118,42 +118,10 @@ def test_bad_arguments():
 
 
 # ------------------------------------------------------------------------------------------------ CelebA-shaped folder
-ATTRS = ["Eyeglasses", "Male", "Mouth_Slightly_Open", "Smiling"]
-
-
-def _fake_celeba(root):
-    """5 people (ORL s1..s5) x 4 photos laid out as torchvision's CelebA expects; person 5 smiles in every photo."""
-    base = root / "celeba"
-    (base / "img_align_celeba").mkdir(parents=True)
-    orl = resources.orl_dir()
-    rows = []
-    for p in range(5):
-        for k in range(4):
-            n = len(rows) + 1
-            fname = f"{n:06d}.jpg"
-            face = Image.open(orl / f"s{p + 1}" / f"{k + 1}.pgm").convert("RGB").resize((138, 168))
-            canvas = Image.new("RGB", (178, 218), (120, 110, 100))
-            canvas.paste(face, (20, 25))
-            canvas.save(base / "img_align_celeba" / fname, quality=95)
-            smiling = 1 if (p == 4 or k == 0) else -1  # photo 1 of everyone and all of person 5: "smiling"
-            rows.append((fname, 1000 + p, [-1, 1, -1, smiling], n % 3))
-    N = len(rows)
-    (base / "list_attr_celeba.txt").write_text(f"{N}\n{' '.join(ATTRS)}\n" + "".join(
-        f"{f} " + " ".join(f"{a:2d}" for a in attrs) + "\n" for f, _, attrs, _ in rows))
-    (base / "identity_CelebA.txt").write_text("".join(f"{f} {i}\n" for f, i, _, _ in rows))
-    (base / "list_eval_partition.txt").write_text("".join(f"{f} {s}\n" for f, _, _, s in rows))
-    (base / "list_bbox_celeba.txt").write_text(f"{N}\nimage_id x_1 y_1 width height\n" + "".join(
-        f"{f} 20 25 138 168\n" for f, _, _, _ in rows))
-    (base / "list_landmarks_align_celeba.txt").write_text(
-        f"{N}\nlefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
-        "rightmouth_y\n" + "".join(f"{f} 69 111 108 111 89 135 73 152 104 152\n" for f, _, _, _ in rows))
-    return rows
-
-
 @pytest.mark.slow
-def test_fake_celeba_folder_loads(tmp_path, monkeypatch):
+def test_fake_celeba_folder_loads(tmp_path, monkeypatch, fake_celeba):
     monkeypatch.setenv("NORMFACE_CACHE", str(tmp_path / "cache"))
-    rows = _fake_celeba(tmp_path)
+    rows = fake_celeba(tmp_path)
     t = data.load_celeba_table(tmp_path, "train", S, check_md5=False, n_unseen_people=1, n_unseen_photos=1)
     assert len(t.people) == 3 and "celeba/1004" not in t.people  # person 5 has no non-smiling photo
     assert len(t) == 3 * 3 and t.images.shape == (9, 3, S, S) and not t.errors
