@@ -34,6 +34,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from normface_lib.core import resources  # noqa: E402
+from normface_lib.core.provenance import provenance  # noqa: E402
 from normface_lib.data.resampled import write_person_folder  # noqa: E402
 
 
@@ -42,7 +43,8 @@ def peak_rss(cmd: list[str], env: dict, interval: float = 0.2) -> dict:
     PSS (resident memory with pages shared between the processes counted once: forked workers share their parent's)
     and the peak RSS of the largest single process (GiB), seconds and the exit code."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would stall the run being measured
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     top = psutil.Process(proc.pid)
     tree_peak = single_peak = 0
     while proc.poll() is None:
@@ -60,7 +62,9 @@ def peak_rss(cmd: list[str], env: dict, interval: float = 0.2) -> dict:
         except psutil.Error:
             pass
         time.sleep(interval)
-    out = proc.stdout.read()
+    log.seek(0)
+    out = log.read()
+    log.close()
     return {"tree_peak_gib": tree_peak / 2 ** 30, "single_peak_gib": single_peak / 2 ** 30,
             "seconds": time.perf_counter() - t0, "returncode": proc.returncode, "output_tail": out[-1500:]}
 
@@ -91,7 +95,7 @@ def main(argv=None) -> None:
                 print(f"{label}: wrote {people * args.per_person} photos in {time.perf_counter() - t0:.0f} s", flush=True)
             cmd = [sys.executable, "-m", "normface_lib.cli", "train", "--profile", "paper", "--dataset", "folder",
                    "--data-root", str(root), "--steps", str(args.steps), "--out", str(work / f"run-{n}"), "--force",
-                   "--quiet", "--set", json.dumps({"workers": args.workers}).join(["data_options=", ""])]
+                   "--quiet", "--set", "data_options=" + json.dumps({"workers": args.workers})]
             r = peak_rss(cmd, env)
             if r["returncode"] != 0:
                 raise SystemExit(f"{label} run failed:\n{r['output_tail']}")
@@ -111,7 +115,6 @@ def main(argv=None) -> None:
            "cpu_threads": os.environ.get("OMP_NUM_THREADS"), "note": "person-folder data sets of resampled, "
            "jittered ORL photos (benchmarks/data_memory.py)"}
     if args.json:
-        from normface_lib.core.provenance import provenance
         resources.write_json({**out, "provenance": provenance(benchmark="data_memory", **vars(args))}, args.json)
     print(f"small_photos={results['small']['photos']} small_peak_gib={results['small']['tree_peak_gib']:.3f} "
           f"large_photos={results['large']['photos']} large_peak_gib={results['large']['tree_peak_gib']:.3f} "

@@ -53,11 +53,11 @@ ATTRS = ["Eyeglasses", "Male", "Mouth_Slightly_Open", "Smiling"]
 
 
 def _fake_celeba(root):
+    """5 people (ORL s1..s5) x 4 photos laid out as torchvision's CelebA expects; person 5 smiles in every photo."""
     from PIL import Image
 
     from normface_lib.core import resources
 
-    """5 people (ORL s1..s5) x 4 photos laid out as torchvision's CelebA expects; person 5 smiles in every photo."""
     base = root / "celeba"
     (base / "img_align_celeba").mkdir(parents=True)
     orl = resources.orl_dir()

@@ -36,7 +36,7 @@ def _summary(run):
     return json.loads((run / "summary.json").read_text())
 
 
-def test_paper_profile_trains_on_a_person_folder(people, cache, tmp_path, capsys):
+def test_paper_profile_trains_on_a_person_folder(people, cache, tmp_path):
     run = tmp_path / "run"
     assert cli.main(["train", "--profile", "paper", "--dataset", "folder", "--data-root", str(people), "--steps", "2",
                      "--out", str(run), "--quiet", "--set", 'data_options={"n_unseen_people": 1}']) == 0
