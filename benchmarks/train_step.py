@@ -1,12 +1,22 @@
 """Time training steps of a profile (default: the paper's, 224 px, full width) on the device that is present:
 seconds a step, samples a second, peak memory, and the fraction of each step spent waiting for its data.
 
-Run ``python benchmarks/train_step.py`` (``--device cuda``, ``--amp off``, ``--steps N`` ...). What is timed is
-:meth:`normface_lib.training.Trainer.step`, the step :func:`~normface_lib.training.train` runs: building the batch
-(picking rows; with the paper profile's online morphs, rendering them on the CPU and encoding them), the decoder
-forward, the landmark, texture and FaceNet losses, backward and the optimizer, with the profile's batch size and
-mixed precision. "Waiting for data" is the time inside :meth:`Trainer.batch`. On CUDA the device is synchronised
-before each clock reading.
+Run ``python benchmarks/train_step.py`` (``--device cuda``, ``--amp off``, ``--steps N``, ``--compile both`` ...).
+What is timed is the loop :func:`~normface_lib.training.train` runs: the next item of :meth:`Trainer.loader
+<normface_lib.training.Trainer.loader>` and :meth:`Trainer.step <normface_lib.training.Trainer.step>`, i.e. building
+the batch (``--data streamed``, the default and what the paper profile trains on: rows read from an on-disk store by
+the DataLoader's ``--data-workers`` processes and encoded on the device; ``--data memory``: rows of an in-memory
+table whose features are cached; with the paper profile's online morphs, rendering and encoding them on the device),
+the decoder forward, the landmark, texture and FaceNet losses, backward and the optimizer, with the profile's batch
+size and mixed precision. On CUDA the device is synchronised before each clock reading. Two shares of a step:
+
+* ``loader_wait_fraction``: time blocked on the DataLoader (rows not read yet: 0 when the workers keep ahead);
+* ``data_wait_fraction``: everything before the decoder's forward pass (the loader wait plus
+  :meth:`Trainer.batch`: encoding the inputs, rendering and encoding the morphs, copying to the device).
+
+``--compile both`` times the same steps without and then with ``torch.compile`` (``TrainConfig.compile``) in one
+process, each variant on a fresh trainer, and prints the ratio of their median step times; the compiled variant's
+first warm-up step, which compiles, is reported as ``compile_seconds``.
 
 Faces: **generated**, not photos (timing does not depend on what a face looks like, and the benchmark must also run
 on a machine without the ORL faces or a landmark detector): ``--people`` P × ``--photos`` K smooth random colour
@@ -15,13 +25,16 @@ images at the profile's crop size, whose landmarks are the library's mean shape 
 network (facenet-pytorch's ``InceptionResnetV1``) randomly initialised: same size, same cost; printed either way.
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps; on a CPU the process's peak RSS.
 
-The last line is exactly::
+For each variant the script prints a line::
 
-    step_seconds=<median> samples_per_second=<x> peak_memory_gib=<g> data_wait_fraction=<f> device=<name>
+    step_seconds=<median> samples_per_second=<x> peak_memory_gib=<g> data_wait_fraction=<f> loader_wait_fraction=<f> compile=<off|on> device=<name>
+
+and with ``--compile both`` the last line is ``compiled_over_eager=<ratio> compile_seconds=<s> device=<name>``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import sys
@@ -40,6 +53,7 @@ from normface_lib.core import resources  # noqa: E402
 from normface_lib.core.checks import skip_value_checks  # noqa: E402
 from normface_lib.core.runtime import default_device, seed_everything  # noqa: E402
 from normface_lib.data import FaceTable  # noqa: E402
+from normface_lib.data.store import DiskImages, StreamTable  # noqa: E402
 from normface_lib.faces.landmarks import load_mean_shape  # noqa: E402
 from normface_lib.training import Trainer, profile_config  # noqa: E402
 
@@ -53,6 +67,19 @@ def generated_table(people: int, photos: int, size: int, seed: int = 0) -> FaceT
     return FaceTable(images, landmarks, person, [f"generated/p{i // photos}/{i % photos}" for i in range(len(person))],
                      target_row, landmarks[target_row], images[target_row].clone(), load_mean_shape(size),
                      [f"generated/p{p}" for p in range(people)], source=f"generated faces (seed {seed})")
+
+
+def streamed_table(table: FaceTable, folder: Path) -> StreamTable:
+    """``table`` written into ``folder`` as a store (8-bit crops and target textures in raw files, as
+    :class:`~normface_lib.data.store.FaceStore` writes them) and read back as a :class:`StreamTable`."""
+    def write(name: str, images: torch.Tensor) -> DiskImages:
+        path = folder / name
+        (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy().tofile(path)
+        return DiskImages([str(path)], len(images), images.shape[-1], torch.arange(len(images)))
+
+    return StreamTable(write("crops.u8", table.images), table.landmarks, table.person, table.photo_ids,
+                       table.target_row, table.target_landmarks, write("textures.u8", table.target_textures),
+                       table.mean_shape, table.people, source=table.source + " (streamed from disk)")
 
 
 def encoder_for(config, device):
@@ -75,6 +102,62 @@ def encoder_for(config, device):
                 f"RANDOMLY INITIALISED (real weights not available here: {why})")
 
 
+def time_steps(config, encoder, table, args, device) -> dict:
+    """Run ``args.warmup + args.steps`` steps of a fresh :class:`Trainer` over ``table``, as :func:`train` does
+    (the loader's next item, then the step); return the timings of the last ``args.steps``."""
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(config, out, tables={"train": table}, encoder=encoder)
+        batch, batch_s = trainer.batch, []
+
+        def timed_batch(step, rows=None):
+            sync()
+            t0 = time.perf_counter()
+            out_ = batch(step, rows)
+            sync()
+            batch_s.append(time.perf_counter() - t0)
+            return out_
+
+        trainer.batch = timed_batch  # time the batch inside the real step
+        trainer.decoder.train()
+        total = args.warmup + args.steps
+        times, waits, builds, first = [], [], [], None
+        loader = trainer.loader(0, total)
+        with skip_value_checks():
+            for step in range(total):
+                if step == args.warmup and cuda:
+                    torch.cuda.reset_peak_memory_stats(device)
+                sync()
+                t0 = time.perf_counter()
+                rows = next(loader)
+                t1 = time.perf_counter()
+                rec = trainer.step(step, rows)
+                sync()
+                dt = time.perf_counter() - t0
+                if step == 0:
+                    first = dt
+                if step >= args.warmup:
+                    times.append(dt)
+                    waits.append(t1 - t0)
+                    builds.append(batch_s[-1])
+                    print(f"step {step}: {dt:.4f} s (loader {waits[-1]:.4f} s, batch {builds[-1]:.4f} s) total loss "
+                          f"{rec['total']:.4f}", flush=True)
+        del loader
+        amp, params = trainer.amp_dtype, sum(p.numel() for p in trainer.decoder.parameters())
+    peak = (torch.cuda.max_memory_allocated(device) if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 30
+    step_s = statistics.median(times)
+    return {"step_seconds": step_s, "samples_per_second": config.batch_size / step_s, "peak_memory_gib": peak,
+            "data_wait_fraction": (sum(waits) + sum(builds)) / sum(times),
+            "loader_wait_fraction": sum(waits) / sum(times), "first_step_seconds": first,
+            "step_seconds_all": times, "amp": str(amp), "decoder_parameters": params}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="paper")
@@ -82,6 +165,11 @@ def main(argv=None) -> None:
     ap.add_argument("--amp", default=None, help="override the profile's mixed precision: auto, bf16, fp16, off")
     ap.add_argument("--size", type=int, default=None, help="override the profile's crop size")
     ap.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
+    ap.add_argument("--data", choices=("streamed", "memory"), default="streamed",
+                    help="rows read from an on-disk store by a DataLoader (default) or from memory")
+    ap.add_argument("--data-workers", type=int, default=None, help="DataLoader processes (default: the profile's)")
+    ap.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                    help="torch.compile the decoder; both: time without, then with, and print the ratio")
     ap.add_argument("--people", type=int, default=16, help="generated people (raised to fill one batch)")
     ap.add_argument("--photos", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=2)
@@ -92,70 +180,51 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     seed_everything(0)
     device = default_device(args.device)
-    overrides = {k: v for k, v in dict(amp=args.amp, size=args.size, batch_size=args.batch_size).items()
-                 if v is not None}
+    overrides = {k: v for k, v in dict(amp=args.amp, size=args.size, batch_size=args.batch_size,
+                                       data_workers=args.data_workers).items() if v is not None}
     config = profile_config(args.profile, device=str(device), num_threads=args.threads, eval_splits=(),
                             steps=args.warmup + args.steps, checkpoint_every=10**9, **overrides)
     encoder, how = encoder_for(config, device)
     people = max(args.people, -(-config.batch_size // args.photos))  # enough rows for one batch without morphs
-    table = generated_table(people, args.photos, config.size)
-    cuda = device.type == "cuda"
-    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({args.threads} threads)"
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(config, out, tables={"train": table}, encoder=encoder)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({args.threads} threads)"
+    variants = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    results = {}
+    with tempfile.TemporaryDirectory() as store:
+        table = generated_table(people, args.photos, config.size)
+        if args.data == "streamed":
+            table = streamed_table(table, Path(store))
         print(f"profile={args.profile} size={config.size} width={config.width} batch={config.batch_size} "
-              f"amp={trainer.amp_dtype} morphs={config.morphs}({trainer.n_morph}/step) identity_every="
-              f"{config.identity_every} | decoder {sum(p.numel() for p in trainer.decoder.parameters()) / 1e6:.2f} M "
-              f"parameters | encoder {encoder.name}: {how} | data: {people}x{args.photos} generated faces | "
-              f"device: {name} | torch {torch.__version__}")
-        waits: list[float] = []
-        batch = trainer.batch
-
-        def timed_batch(step):
-            if cuda:
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            out_ = batch(step)
-            if cuda:
-                torch.cuda.synchronize(device)
-            waits.append(time.perf_counter() - t0)
-            return out_
-
-        trainer.batch = timed_batch  # time the batch inside the real step
-        trainer.decoder.train()
-        times: list[float] = []
-        with skip_value_checks():
-            for step in range(args.warmup + args.steps):
-                if step == args.warmup:
-                    waits.clear()
-                    if cuda:
-                        torch.cuda.reset_peak_memory_stats(device)
-                if cuda:
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter()
-                rec = trainer.step(step)
-                if cuda:
-                    torch.cuda.synchronize(device)
-                if step >= args.warmup:
-                    times.append(time.perf_counter() - t0)
-                    print(f"step {step}: {times[-1]:.4f} s (data {waits[-1]:.4f} s) total loss {rec['total']:.4f}")
-    step_s = statistics.median(times)
-    wait = sum(waits) / sum(times)
-    peak = (torch.cuda.max_memory_allocated(device) if cuda
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 30
-    print(f"median step {step_s:.4f} s over {len(times)} steps; {config.batch_size / step_s:.1f} samples/s; "
-          f"peak {'GPU memory allocated' if cuda else 'RSS'} {peak:.2f} GiB; waiting for data {100 * wait:.1f} %")
-    print(f"step_seconds={step_s:.4f} samples_per_second={config.batch_size / step_s:.2f} peak_memory_gib={peak:.3f} "
-          f"data_wait_fraction={wait:.3f} device={name.replace(' ', '_')}")
+              f"amp={config.amp} morphs={config.morphs} identity_every={config.identity_every} | encoder "
+              f"{encoder.name}: {how} | data: {people}x{args.photos} generated faces, {args.data}"
+              f"{f' ({config.data_workers} DataLoader workers)' if args.data == 'streamed' else ''} | device: {name} | "
+              f"torch {torch.__version__}", flush=True)
+        for compiled in variants:
+            tag = "on" if compiled else "off"
+            print(f"== compile={tag}", flush=True)
+            r = results[tag] = time_steps(dataclasses.replace(config, compile=compiled), encoder, table, args, device)
+            print(f"median step {r['step_seconds']:.4f} s over {args.steps} steps; {r['samples_per_second']:.1f} "
+                  f"samples/s; peak {'GPU memory allocated' if device.type == 'cuda' else 'RSS'} "
+                  f"{r['peak_memory_gib']:.2f} GiB; before the forward pass {100 * r['data_wait_fraction']:.1f} % "
+                  f"(blocked on the loader {100 * r['loader_wait_fraction']:.1f} %); first step {r['first_step_seconds']:.1f} s")
+            print(f"step_seconds={r['step_seconds']:.4f} samples_per_second={r['samples_per_second']:.2f} "
+                  f"peak_memory_gib={r['peak_memory_gib']:.3f} data_wait_fraction={r['data_wait_fraction']:.3f} "
+                  f"loader_wait_fraction={r['loader_wait_fraction']:.3f} compile={tag} device={name.replace(' ', '_')}",
+                  flush=True)
+    main_r = results["on" if args.compile == "on" else "off"]
+    doc = {**{k: v for k, v in main_r.items()}, "device": name, "profile": args.profile,
+           "batch_size": config.batch_size, "size": config.size, "data": args.data,
+           "data_workers": config.data_workers if args.data == "streamed" else None,
+           "encoder": f"{encoder.name}: {how}", "faces": f"{people}x{args.photos} generated",
+           "compile": {k: {"step_seconds": v["step_seconds"], "first_step_seconds": v["first_step_seconds"],
+                           "step_seconds_all": v["step_seconds_all"]} for k, v in results.items()}}
+    if len(results) == 2:
+        ratio = results["on"]["step_seconds"] / results["off"]["step_seconds"]
+        compile_s = results["on"]["first_step_seconds"] - results["off"]["first_step_seconds"]
+        doc.update(compiled_over_eager=ratio, compile_seconds=compile_s)
+        print(f"compiled_over_eager={ratio:.3f} compile_seconds={compile_s:.1f} device={name.replace(' ', '_')}")
     if args.json:
         from normface_lib.core.provenance import provenance
-        resources.write_json({"step_seconds": step_s, "samples_per_second": config.batch_size / step_s,
-                              "peak_memory_gib": peak, "peak_memory_kind": "cuda_max_allocated" if cuda else "rss",
-                              "data_wait_fraction": wait, "step_seconds_all": times, "device": name,
-                              "profile": args.profile, "batch_size": config.batch_size, "size": config.size,
-                              "encoder": f"{encoder.name}: {how}", "amp": str(trainer.amp_dtype),
-                              "decoder_parameters": sum(p.numel() for p in trainer.decoder.parameters()),
-                              "faces": f"{people}x{args.photos} generated",
+        resources.write_json({**doc, "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "rss",
                               "provenance": provenance(benchmark="train_step", **vars(args))}, Path(args.json))
 
 

@@ -232,14 +232,9 @@ def cmd_reproduce(args) -> int:
                        n_boot=args.n_boot, external_people=args.external_people,
                        photos_per_person=args.photos_per_person, **overrides)
     out = Path(report["run"])
-    inputs = out / "apps" / "inputs"  # the public-domain portraits, plus the photos given with --photos
-    inputs.mkdir(parents=True, exist_ok=True)
-    photos = []
-    for name, src in portrait_paths().items():
-        dest = inputs / (name.split("/")[-1] + ".png")
-        image = load_image(src, name=name)
-        atomic_write(dest, lambda tmp, im=image: Image.fromarray(to_uint8_hwc(im)).save(tmp, format="PNG"))
-        photos.append(str(dest))
+    inputs = Outputs(out / "apps" / "inputs", [], force=True)  # the public-domain portraits, plus --photos
+    photos = [str(inputs.save_png(load_image(src, name=name), inputs.folder / (name.split("/")[-1] + ".png")))
+              for name, src in portrait_paths().items()]
     photos += expand_inputs(args.photos or [], recursive=False)
     common = dict(photos=photos, recursive=False, checkpoint=str(out / "train"), profile=args.profile,
                   device=args.device, force=True, quiet=args.quiet)

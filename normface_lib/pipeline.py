@@ -77,7 +77,7 @@ def default_checkpoint(profile: str = "quick") -> Path:
 
 
 #: Config fields that say where and how fast a run goes, not what it computes: they do not change its run folder.
-RUNTIME_FIELDS = ("device", "num_threads", "data_workers")
+RUNTIME_FIELDS = ("device", "num_threads", "data_workers", "compile")
 
 
 def run_folder(profile: str = "quick", **overrides) -> Path:

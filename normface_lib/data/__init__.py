@@ -106,9 +106,11 @@ def people_table(faceset: FaceSet, mean_shape, source: str = "", max_people: int
     g = torch.Generator().manual_seed(int(seed) + 99)
     if max_people is not None and max_people < len(keep_people):
         keep_people = sorted(keep_people[i] for i in torch.randperm(len(keep_people), generator=g)[:max(2, max_people)])
-    rows = []
+    rows, by_person = [], {}
+    for i, p in enumerate(faceset.person.tolist()):
+        by_person.setdefault(p, []).append(i)
     for p in keep_people:
-        mine = [i for i in range(len(faceset)) if int(faceset.person[i]) == p]
+        mine = by_person[p]
         if photos_per_person is not None and photos_per_person < len(mine):
             mine = sorted(mine[i] for i in torch.randperm(len(mine), generator=g)[:max(2, photos_per_person)])
         rows += mine

@@ -301,7 +301,8 @@ class StreamTable(FaceTable):
         people = sorted(set(self.person[rows].tolist()))
         remap = {p: k for k, p in enumerate(people)}
         targets = [int(self.target_row[p]) for p in people]
-        extra = [t for t in targets if t not in set(rows.tolist())]
+        present = set(rows.tolist())
+        extra = [t for t in targets if t not in present]
         all_rows = torch.cat([rows, torch.tensor(extra, dtype=torch.long)])
         pos = {r: k for k, r in enumerate(all_rows.tolist())}
         mask = torch.cat([self.input_mask[rows], torch.zeros(len(extra), dtype=torch.bool)])

@@ -30,7 +30,9 @@ class TrainConfig:
     Runtime: ``seed``, ``amp`` ("auto" = bf16/fp16 on CUDA, off on CPU; "bf16", "fp16", "off"), ``device``
     (None = CUDA if available), ``num_threads`` (CPU threads per process; on a CPU :func:`train` calls
     ``torch.set_num_threads``), ``data_workers`` (processes of the DataLoader reading streamed data ahead of the
-    model; 0 = the training process reads), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end),
+    model; 0 = the training process reads), ``compile`` (``torch.compile`` the decoder: off by default, since
+    ``benchmarks/train_step.py --compile both`` measured no gain on a CPU and has not measured a GPU yet; the first
+    step then takes minutes to compile), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end),
     ``eval_batch``. The paper profile needs ``data_root`` (e.g. ``--set data_root='"/data"'``).
     """
 
@@ -68,6 +70,7 @@ class TrainConfig:
     device: str | None = None
     num_threads: int = 2
     data_workers: int = 2
+    compile: bool = False
     checkpoint_every: int = 500
     eval_splits: tuple[str, ...] = ("unseen_people", "unseen_photos")
     eval_batch: int = 64
@@ -88,6 +91,7 @@ class TrainConfig:
             (self.identity_weight >= 0, f"identity_weight must be ≥ 0, got {self.identity_weight}"),
             (self.checkpoint_every >= 1, f"checkpoint_every must be ≥ 1, got {self.checkpoint_every}"),
             (self.data_workers >= 0, f"data_workers must be ≥ 0, got {self.data_workers}"),
+            (isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}"),
         ]
         for ok, msg in checks:
             if not ok:

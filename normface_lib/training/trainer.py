@@ -172,7 +172,8 @@ class Trainer:
         features: ``{"features", "embeddings"}`` of the training table's rows (cached).
         bank: the morph bank's rows (``morphs="bank"``), else None.
         morph_source: the targets online morphs are made of, on the training device (``morphs="online"``), else None.
-        decoder: the :class:`Decoder` being trained (``net`` is its DDP wrapper under several processes).
+        decoder: the :class:`Decoder` being trained (``net`` is what the steps call: the decoder, its DDP wrapper
+            under several processes, compiled with ``torch.compile`` when ``config.compile``).
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, tables: dict | None = None,
@@ -279,6 +280,8 @@ class Trainer:
         self.decoder.to(self.device)
         self.net = DistributedDataParallel(self.decoder, device_ids=[self.device] if self.device.type == "cuda"
                                            else None) if procs.active else self.decoder
+        if cfg.compile:  # the same parameters; checkpoints keep saving self.decoder
+            self.net = torch.compile(self.net)
         self.opt = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = make_scheduler(self.opt, cfg)
         self.amp_dtype = autocast_dtype(cfg, self.device)
@@ -427,16 +430,17 @@ class Trainer:
         """:func:`evaluate_losses` on the training inputs and on the inputs of each held-out table."""
         ev = {}
         for split, t in self.tables.items():
-            if getattr(t, "streamed", False):  # a seeded sample of EVAL_ROWS input rows, read into memory
-                t = t.materialize(t.sample_rows(EVAL_ROWS, self.config.seed + 1))
-                f = encode(self.encoder, t.images, ENCODE_BATCH)["features"]
-            elif split == "train":
-                f = self.features["features"]
+            streamed = getattr(t, "streamed", False)
+            if streamed:  # a seeded sample of EVAL_ROWS input rows, read into memory
+                sample = t.materialize(t.sample_rows(EVAL_ROWS, self.config.seed + 1))
+                f = encode(self.encoder, sample.images, ENCODE_BATCH)["features"]
             else:
-                f = cached_encode(self.encoder, t.images, ENCODE_BATCH)["features"]
-            ev[split] = evaluate_losses(self.decoder, *_table_eval_set(t, f), batch=self.config.eval_batch)
-            if getattr(self.tables[split], "streamed", False):
-                ev[split]["sampled_from"] = int(self.tables[split].input_mask.sum())
+                sample = t
+                f = self.features["features"] if split == "train" else \
+                    cached_encode(self.encoder, t.images, ENCODE_BATCH)["features"]
+            ev[split] = evaluate_losses(self.decoder, *_table_eval_set(sample, f), batch=self.config.eval_batch)
+            if streamed:
+                ev[split]["sampled_from"] = int(t.input_mask.sum())
         return ev
 
     def summary(self, done: int, times: list[float], recent: list[dict]) -> dict[str, Any]:

@@ -281,3 +281,26 @@ def test_the_checkpoint_carries_the_calibrated_threshold(full_run, tables):
     meta = load_checkpoint(out / "checkpoint").meta
     assert meta["identity_threshold"] == summary["identity_threshold"]
     assert meta["identity_threshold"]["encoder"] == "dlib-resnet" and 0 < meta["identity_threshold"]["value"] < 2
+
+
+# ------------------------------------------------------------------------------------------------ torch.compile
+@pytest.mark.slow
+def test_compiled_training_follows_the_eager_run(tmp_path, tables):
+    """config.compile=True (``torch.compile`` of the decoder) trains the same model as eager mode: the same losses
+    step by step (to float32 reordering), a checkpoint of the plain decoder that loads into an uncompiled one; it is a
+    runtime field, so it names no other run folder; anything but a bool is refused."""
+    from normface_lib import pipeline
+    logs = {}
+    for compiled in (False, True):
+        out = tmp_path / str(compiled)
+        train(tiny_config(steps=3, checkpoint_every=3, morphs="off", input_dropout=0.0, input_noise=0.0,
+                          identity_every=0, compile=compiled), out, progress=False, tables=tables)
+        logs[compiled] = read_log(out / "losses.jsonl")
+    for eager, comp in zip(logs[False], logs[True]):
+        assert comp["total"] == pytest.approx(eager["total"], rel=1e-3, abs=1e-5), (eager, comp)
+    ck = load_checkpoint(tmp_path / "True" / "checkpoint")  # loads with strict=True: the plain decoder's keys
+    assert isinstance(ck.model, Decoder) and ck.config["compile"] is True
+    assert pipeline.run_key("quick", compile=True) == pipeline.run_key("quick")
+    assert pipeline.run_folder("quick", compile=True) == pipeline.default_checkpoint("quick")
+    with pytest.raises(InputError, match="compile"):
+        TrainConfig(compile="yes")
