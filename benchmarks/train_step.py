@@ -14,9 +14,11 @@ size and mixed precision. On CUDA the device is synchronised before each clock r
 * ``data_wait_fraction``: everything before the decoder's forward pass (the loader wait plus
   :meth:`Trainer.batch`: encoding the inputs, rendering and encoding the morphs, copying to the device).
 
-``--compile both`` times the same steps without and then with ``torch.compile`` (``TrainConfig.compile``) in one
-process, each variant on a fresh trainer, and prints the ratio of their median step times; the compiled variant's
-first warm-up step, which compiles, is reported as ``compile_seconds``.
+``--compile both`` times the same steps without ``torch.compile`` (``TrainConfig.compile``), with it, and without it
+again, in one process, each run on a fresh trainer (eager on both sides, so that a process warming up or slowing
+down favours neither), and prints the ratio of the median step times (compiled over all eager steps); the extra
+time of the compiled run's first step, which compiles, is reported as ``compile_seconds``. Peak memory on a CPU is
+the process's peak so far, so with ``both`` it is the largest of the variants.
 
 Faces: **generated**, not photos (timing does not depend on what a face looks like, and the benchmark must also run
 on a machine without the ORL faces or a landmark detector): ``--people`` P × ``--photos`` K smooth random colour
@@ -151,11 +153,22 @@ def time_steps(config, encoder, table, args, device) -> dict:
         amp, params = trainer.amp_dtype, sum(p.numel() for p in trainer.decoder.parameters())
     peak = (torch.cuda.max_memory_allocated(device) if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 30
+    return {"times": times, "waits": waits, "builds": builds, "first": first, "peak": peak, "amp": str(amp),
+            "params": params}
+
+
+def summarise(runs: list[dict], batch_size: int) -> dict:
+    """The figures of one variant over its runs (:func:`time_steps` results): the median step over all their timed
+    steps, the shares of all their time, the largest peak, the first run's first step."""
+    times = [t for r in runs for t in r["times"]]
+    total = sum(times)
     step_s = statistics.median(times)
-    return {"step_seconds": step_s, "samples_per_second": config.batch_size / step_s, "peak_memory_gib": peak,
-            "data_wait_fraction": (sum(waits) + sum(builds)) / sum(times),
-            "loader_wait_fraction": sum(waits) / sum(times), "first_step_seconds": first,
-            "step_seconds_all": times, "amp": str(amp), "decoder_parameters": params}
+    return {"step_seconds": step_s, "samples_per_second": batch_size / step_s,
+            "peak_memory_gib": max(r["peak"] for r in runs),
+            "data_wait_fraction": sum(sum(r["waits"]) + sum(r["builds"]) for r in runs) / total,
+            "loader_wait_fraction": sum(sum(r["waits"]) for r in runs) / total,
+            "first_step_seconds": runs[0]["first"], "step_seconds_all": times, "runs": len(runs),
+            "amp": runs[0]["amp"], "decoder_parameters": runs[0]["params"]}
 
 
 def main(argv=None) -> None:
@@ -168,8 +181,9 @@ def main(argv=None) -> None:
     ap.add_argument("--data", choices=("streamed", "memory"), default="streamed",
                     help="rows read from an on-disk store by a DataLoader (default) or from memory")
     ap.add_argument("--data-workers", type=int, default=None, help="DataLoader processes (default: the profile's)")
-    ap.add_argument("--compile", choices=("off", "on", "both"), default="off",
-                    help="torch.compile the decoder; both: time without, then with, and print the ratio")
+    ap.add_argument("--compile", choices=("profile", "off", "on", "both"), default="profile",
+                    help="torch.compile the decoder (default: as the profile says); both: time without, with and "
+                         "without again, and print the ratio")
     ap.add_argument("--people", type=int, default=16, help="generated people (raised to fill one batch)")
     ap.add_argument("--photos", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=2)
@@ -187,8 +201,9 @@ def main(argv=None) -> None:
     encoder, how = encoder_for(config, device)
     people = max(args.people, -(-config.batch_size // args.photos))  # enough rows for one batch without morphs
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({args.threads} threads)"
-    variants = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    results = {}
+    # both: eager, compiled, eager again, so that a process warming up (or slowing down) favours neither variant
+    variants = {"profile": [config.compile], "off": [False], "on": [True], "both": [False, True, False]}[args.compile]
+    runs: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as store:
         table = generated_table(people, args.photos, config.size)
         if args.data == "streamed":
@@ -201,16 +216,20 @@ def main(argv=None) -> None:
         for compiled in variants:
             tag = "on" if compiled else "off"
             print(f"== compile={tag}", flush=True)
-            r = results[tag] = time_steps(dataclasses.replace(config, compile=compiled), encoder, table, args, device)
-            print(f"median step {r['step_seconds']:.4f} s over {args.steps} steps; {r['samples_per_second']:.1f} "
-                  f"samples/s; peak {'GPU memory allocated' if device.type == 'cuda' else 'RSS'} "
-                  f"{r['peak_memory_gib']:.2f} GiB; before the forward pass {100 * r['data_wait_fraction']:.1f} % "
-                  f"(blocked on the loader {100 * r['loader_wait_fraction']:.1f} %); first step {r['first_step_seconds']:.1f} s")
-            print(f"step_seconds={r['step_seconds']:.4f} samples_per_second={r['samples_per_second']:.2f} "
-                  f"peak_memory_gib={r['peak_memory_gib']:.3f} data_wait_fraction={r['data_wait_fraction']:.3f} "
-                  f"loader_wait_fraction={r['loader_wait_fraction']:.3f} compile={tag} device={name.replace(' ', '_')}",
-                  flush=True)
-    main_r = results["on" if args.compile == "on" else "off"]
+            runs.setdefault(tag, []).append(time_steps(dataclasses.replace(config, compile=compiled), encoder,
+                                                       table, args, device))
+    results = {tag: summarise(r, config.batch_size) for tag, r in runs.items()}
+    for tag, r in results.items():
+        print(f"compile={tag}: median step {r['step_seconds']:.4f} s over {len(r['step_seconds_all'])} steps "
+              f"({r['runs']} run(s)); {r['samples_per_second']:.1f} samples/s; peak "
+              f"{'GPU memory allocated' if device.type == 'cuda' else 'RSS'} {r['peak_memory_gib']:.2f} GiB; before "
+              f"the forward pass {100 * r['data_wait_fraction']:.1f} % (blocked on the loader "
+              f"{100 * r['loader_wait_fraction']:.1f} %); first step {r['first_step_seconds']:.1f} s")
+        print(f"step_seconds={r['step_seconds']:.4f} samples_per_second={r['samples_per_second']:.2f} "
+              f"peak_memory_gib={r['peak_memory_gib']:.3f} data_wait_fraction={r['data_wait_fraction']:.3f} "
+              f"loader_wait_fraction={r['loader_wait_fraction']:.3f} compile={tag} device={name.replace(' ', '_')}",
+              flush=True)
+    main_r = results["on" if variants == [True] else "off"]
     doc = {**{k: v for k, v in main_r.items()}, "device": name, "profile": args.profile,
            "batch_size": config.batch_size, "size": config.size, "data": args.data,
            "data_workers": config.data_workers if args.data == "streamed" else None,

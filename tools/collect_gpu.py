@@ -37,6 +37,8 @@ def main(argv: list[str]) -> None:
                               **{k: doc[k] for k in ("step_seconds", "samples_per_second", "peak_memory_gib",
                                                      "data_wait_fraction", "device", "encoder", "faces",
                                                      "decoder_parameters")},
+                              **{k: doc.get(k) for k in ("data", "data_workers", "loader_wait_fraction",
+                                                         "compiled_over_eager", "compile_seconds")},
                               "date": doc["provenance"]["date"], "library_sha256": doc["provenance"]["library_sha256"]})
     if not warps and not steps:
         raise SystemExit(f"no benchmark JSON files in {', '.join(map(str, dirs))}")

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The prepared check for a lent GPU machine (the `device` tool of this workplace; CI never has a GPU): the CUDA
-# tests, the warp benchmark and the paper-profile training step on the GPU, as one run. That machine has its own
-# Python with torch, torchvision, scikit-image and safetensors but no facenet-pytorch, kornia, dlib or ORL faces:
-# facenet-pytorch and kornia travel as wheels in .whl/ (see CONTRIBUTING.md, "Benchmarks and a GPU check"); faces are generated
-# and the FaceNet there is randomly initialised, which every output says. Each benchmark's JSON goes to a scratch
-# folder; $OUT (default _build/gpu) gets the log and gpu.json (tools/collect_gpu.py), which is copied to
-# results/measured/gpu.json for the reproducing chapter.
+# tests, the warp benchmark and the paper-profile training step on the GPU (streamed data, eager and compiled), as
+# one run. That machine has its own Python with torch, torchvision, scikit-image and safetensors but no
+# facenet-pytorch, kornia, dlib or ORL faces: facenet-pytorch and kornia travel as wheels in .whl/ (see
+# CONTRIBUTING.md, "Benchmarks and a GPU check"); faces are generated and the FaceNet there is randomly initialised,
+# which every output says. Each benchmark's JSON goes to a scratch folder; $OUT (default _build/gpu) gets the log
+# and gpu.json (tools/collect_gpu.py), which is copied to results/measured/gpu.json for the reproducing chapter.
 set -uo pipefail
 OUT=${OUT:-_build/gpu}
 mkdir -p "$OUT"
@@ -24,13 +24,22 @@ python3 -m pytest -q -p no:cacheprovider tests/warp/test_warp.py tests/nets/test
 echo "== warp benchmark (GPU, generated faces)"
 RUNS=$(mktemp -d)
 python3 benchmarks/warp.py --device cuda --faces generated --threads 8 --json "$RUNS/warp_cuda.json" || rc=1
-for amp in auto off; do
-    for batch in 32 128 512; do
-        echo "== training step, paper profile, amp=$amp, batch $batch (GPU, generated faces)"
-        python3 benchmarks/train_step.py --device cuda --amp $amp --batch-size $batch --threads 8 --warmup 3 \
-            --steps 15 --json "$RUNS/train_step_${amp}_b$batch.json" || rc=1
-    done
+# the paper profile as it trains: rows streamed from an on-disk store by DataLoader workers, encoded on the GPU;
+# eager against torch.compile in the same process (--compile both), then float32, more loader workers, in memory
+for batch in 32 512; do
+    echo "== training step, paper profile, streamed, amp=auto, batch $batch, eager and compiled (GPU, generated faces)"
+    python3 benchmarks/train_step.py --device cuda --compile both --batch-size $batch --threads 8 --warmup 3 \
+        --steps 15 --json "$RUNS/train_step_auto_b${batch}_compile.json" || rc=1
+    echo "== training step, paper profile, streamed, amp=off, batch $batch"
+    python3 benchmarks/train_step.py --device cuda --amp off --compile off --batch-size $batch --threads 8 --warmup 3 \
+        --steps 15 --json "$RUNS/train_step_off_b$batch.json" || rc=1
 done
+echo "== training step, paper profile, streamed, batch 512, 8 DataLoader workers"
+python3 benchmarks/train_step.py --device cuda --batch-size 512 --data-workers 8 --compile off --threads 8 --warmup 3 --steps 15 \
+    --json "$RUNS/train_step_auto_b512_w8.json" || rc=1
+echo "== training step, paper profile, in-memory rows, batch 512"
+python3 benchmarks/train_step.py --device cuda --batch-size 512 --data memory --compile off --threads 8 --warmup 3 --steps 15 \
+    --json "$RUNS/train_step_auto_b512_memory.json" || rc=1
 python3 tools/collect_gpu.py "$OUT/gpu.json" "$RUNS" || rc=1
 tar czf "$OUT/runs.tgz" -C "$RUNS" .  # each benchmark's own JSON, to merge several calls with collect_gpu.py
 exit $rc

@@ -30,9 +30,10 @@ class TrainConfig:
     Runtime: ``seed``, ``amp`` ("auto" = bf16/fp16 on CUDA, off on CPU; "bf16", "fp16", "off"), ``device``
     (None = CUDA if available), ``num_threads`` (CPU threads per process; on a CPU :func:`train` calls
     ``torch.set_num_threads``), ``data_workers`` (processes of the DataLoader reading streamed data ahead of the
-    model; 0 = the training process reads), ``compile`` (``torch.compile`` the decoder: off by default, since
-    ``benchmarks/train_step.py --compile both`` measured no gain on a CPU and has not measured a GPU yet; the first
-    step then takes minutes to compile), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end),
+    model; 0 = the training process reads), ``compile`` (``torch.compile`` the decoder: on in the paper profile, whose
+    224-px step ``benchmarks/train_step.py --compile both`` measured faster compiled on a CPU, for about a minute and a
+    half of compiling at the first step; off in the quick profile, whose 64-px step it did not speed up; if compiling
+    fails the run goes on in eager mode with a warning), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end),
     ``eval_batch``. The paper profile needs ``data_root`` (e.g. ``--set data_root='"/data"'``).
     """
 
@@ -120,11 +121,13 @@ PROFILES: dict[str, dict[str, Any]] = {
                   input_dropout=0.1, input_noise=0.5, steps=800, batch_size=32, lr=1e-3, weight_decay=1e-2,
                   schedule="cosine", warmup_steps=20, identity_weight=0.1, identity_every=8, identity_batch=8,
                   morphs="bank", morph_bank_size=256, morph_fraction=0.25, num_threads=2, checkpoint_every=200),
-    # The paper: a GPU, CelebA at 224 px, full width, the FaceNet loss on every step, fresh morphs every step.
+    # The paper: a GPU, CelebA at 224 px, full width, the FaceNet loss on every step, fresh morphs every step; the
+    # decoder compiled (its step measured faster compiled on a CPU, benchmarks/train_step.py; not yet on a GPU).
     "paper": dict(profile="paper", dataset="celeba", size=224, mirror=True, encoder="facenet-casia", width=1.0,
                   input_dropout=0.0, input_noise=0.0, steps=100_000, batch_size=32, lr=1e-4, weight_decay=1e-4,
                   schedule="cosine", warmup_steps=1000, identity_weight=1.0, identity_every=1, identity_batch=None,
-                  morphs="online", morph_fraction=0.25, amp="auto", num_threads=8, checkpoint_every=2000),
+                  morphs="online", morph_fraction=0.25, amp="auto", num_threads=8, checkpoint_every=2000,
+                  compile=True),
 }
 
 

@@ -38,6 +38,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -280,8 +281,10 @@ class Trainer:
         self.decoder.to(self.device)
         self.net = DistributedDataParallel(self.decoder, device_ids=[self.device] if self.device.type == "cuda"
                                            else None) if procs.active else self.decoder
+        self.eager_net = self.net
         if cfg.compile:  # the same parameters; checkpoints keep saving self.decoder
             self.net = torch.compile(self.net)
+        self._compile_pending = cfg.compile
         self.opt = torch.optim.AdamW(self.decoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = make_scheduler(self.opt, cfg)
         self.amp_dtype = autocast_dtype(cfg, self.device)
@@ -390,6 +393,21 @@ class Trainer:
             parts.append(morph_rows(self.morph_source, self.n_morph, g, self.encoder))
         return {k: torch.cat([q[k].to(self.device, non_blocking=True) for q in parts]) for k in parts[0]}
 
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The decoder's outputs for ``features`` ``[b,D]`` (:meth:`Decoder.forward`) through :attr:`net`. When the
+        compiled decoder (``config.compile``) fails on its first call (no C++ compiler, a back-end ``torch.compile``
+        does not support), a warning says why and the run goes on in eager mode: the same model, only slower."""
+        if not self._compile_pending:
+            return self.net(features)
+        self._compile_pending = False
+        try:
+            return self.net(features)
+        except Exception as e:  # noqa: BLE001 - any compiler failure; a real error fails again just below
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
+                          "training goes on without it (set compile=false to skip trying).", RuntimeWarning)
+            self.net = self.eager_net
+            return self.net(features)
+
     def step(self, step: int, rows: dict | None = None) -> dict[str, Any]:
         """One optimisation step (``rows``: this step's item of :meth:`loader`); returns its log record (step, lr, the
         losses averaged over processes, seconds, whether the identity loss ran)."""
@@ -399,7 +417,7 @@ class Trainer:
         use_id = cfg.identity_every > 0 and step % cfg.identity_every == 0
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            outputs = self.net(batch["features"])
+            outputs = self.forward(batch["features"])
             total, parts = self.loss_fn(outputs, batch, use_identity=use_id)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()

@@ -304,3 +304,20 @@ def test_compiled_training_follows_the_eager_run(tmp_path, tables):
     assert pipeline.run_folder("quick", compile=True) == pipeline.default_checkpoint("quick")
     with pytest.raises(InputError, match="compile"):
         TrainConfig(compile="yes")
+
+
+@pytest.mark.slow
+def test_a_compiler_that_fails_leaves_the_run_in_eager_mode(tmp_path, tables, monkeypatch):
+    """With no C++ compiler for torch.compile's CPU back-end the run warns once, says how to skip compiling, and
+    trains in eager mode to the end."""
+    import torch._inductor.config as inductor
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    torch._dynamo.reset()  # nothing compiled earlier in this process may be reused
+    try:
+        with pytest.warns(RuntimeWarning, match="torch.compile failed.*compile=false"):
+            s = train(tiny_config(steps=2, checkpoint_every=2, morphs="off", identity_every=0, compile=True),
+                      tmp_path, progress=False, tables=tables)
+    finally:
+        torch._dynamo.reset()
+    assert s["steps_done"] == 2 and all(torch.isfinite(torch.tensor(v)) for v in s["last_losses"].values())
