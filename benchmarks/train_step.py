@@ -31,7 +31,8 @@ For each variant the script prints a line::
 
     step_seconds=<median> samples_per_second=<x> peak_memory_gib=<g> data_wait_fraction=<f> loader_wait_fraction=<f> compile=<off|on> device=<name>
 
-and with ``--compile both`` the last line is ``compiled_over_eager=<ratio> compile_seconds=<s> device=<name>``.
+and with ``--compile both`` the last line is ``compiled_over_eager=<ratio> compile_seconds=<s> device=<name>``. The
+JSON file's main figures are those of the variant the profile trains with (``TrainConfig.compile``).
 """
 from __future__ import annotations
 
@@ -229,7 +230,8 @@ def main(argv=None) -> None:
               f"peak_memory_gib={r['peak_memory_gib']:.3f} data_wait_fraction={r['data_wait_fraction']:.3f} "
               f"loader_wait_fraction={r['loader_wait_fraction']:.3f} compile={tag} device={name.replace(' ', '_')}",
               flush=True)
-    main_r = results["on" if variants == [True] else "off"]
+    # the main figures: the variant the profile trains with, when it was timed
+    main_r = results.get("on" if config.compile else "off") or next(iter(results.values()))
     doc = {**{k: v for k, v in main_r.items()}, "device": name, "profile": args.profile,
            "batch_size": config.batch_size, "size": config.size, "data": args.data,
            "data_workers": config.data_workers if args.data == "streamed" else None,
