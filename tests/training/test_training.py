@@ -289,13 +289,23 @@ def test_compiled_training_follows_the_eager_run(tmp_path, tables):
     """config.compile=True (``torch.compile`` of the decoder) trains the same model as eager mode: the same losses
     step by step (to float32 reordering), a checkpoint of the plain decoder that loads into an uncompiled one; it is a
     runtime field, so it names no other run folder; anything but a bool is refused."""
+    import warnings
+
     from normface_lib import pipeline
     logs = {}
-    for compiled in (False, True):
-        out = tmp_path / str(compiled)
-        train(tiny_config(steps=3, checkpoint_every=3, morphs="off", input_dropout=0.0, input_noise=0.0,
-                          identity_every=0, compile=compiled), out, progress=False, tables=tables)
-        logs[compiled] = read_log(out / "losses.jsonl")
+    torch._dynamo.reset()  # compile afresh: what another test compiled (another decoder size) is not reused
+    try:
+        for compiled in (False, True):
+            out = tmp_path / str(compiled)
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                train(tiny_config(steps=3, checkpoint_every=3, morphs="off", input_dropout=0.0, input_noise=0.0,
+                                  identity_every=0, compile=compiled), out, progress=False, tables=tables)
+            failed = [str(w.message) for w in seen if "torch.compile failed" in str(w.message)]
+            assert not failed, failed  # compiled for real, not fallen back to eager
+            logs[compiled] = read_log(out / "losses.jsonl")
+    finally:
+        torch._dynamo.reset()
     for eager, comp in zip(logs[False], logs[True]):
         assert comp["total"] == pytest.approx(eager["total"], rel=1e-3, abs=1e-5), (eager, comp)
     ck = load_checkpoint(tmp_path / "True" / "checkpoint")  # loads with strict=True: the plain decoder's keys
