@@ -36,7 +36,7 @@ test: $(STAMP)
 	    --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800 -p no:cacheprovider
 	NORMFACE_RERUN=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests/study/test_rerun.py -p no:cacheprovider
 
-## results: the seed study behind every verdict (results/quick/seeds.json; about 25 minutes on 2 CPU cores)
+## results: the seed study behind every verdict (results/quick/seeds.json; about an hour on 2 CPU cores)
 results: $(STAMP)
 	$(BIN)/python -m normface_lib.study run
 

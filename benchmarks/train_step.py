@@ -62,14 +62,15 @@ from normface_lib.training import Trainer, profile_config  # noqa: E402
 
 
 def generated_table(people: int, photos: int, size: int, seed: int = 0) -> FaceTable:
-    """A FaceTable of ``people × photos`` generated faces at ``size`` px (see the module docstring); each person's
-    first photo is their target, its image also serves as the registered texture."""
+    """A FaceTable of ``people × photos`` generated faces at ``size`` px (see the module docstring), laid out as the
+    paper's training is: every photo is its own target; its image also serves as the registered texture."""
     images, landmarks = generated_faces(people * photos, size, seed)
     person = torch.arange(people).repeat_interleave(photos)
-    target_row = torch.arange(people) * photos
+    own = torch.arange(len(person))
     return FaceTable(images, landmarks, person, [f"generated/p{i // photos}/{i % photos}" for i in range(len(person))],
-                     target_row, landmarks[target_row], images[target_row].clone(), load_mean_shape(size),
-                     [f"generated/p{p}" for p in range(people)], source=f"generated faces (seed {seed})")
+                     own, landmarks.clone(), images.clone(), load_mean_shape(size),
+                     [f"generated/p{p}" for p in range(people)], source=f"generated faces (seed {seed})",
+                     target_of=own.clone())
 
 
 def streamed_table(table: FaceTable, folder: Path) -> StreamTable:
@@ -82,7 +83,8 @@ def streamed_table(table: FaceTable, folder: Path) -> StreamTable:
 
     return StreamTable(write("crops.u8", table.images), table.landmarks, table.person, table.photo_ids,
                        table.target_row, table.target_landmarks, write("textures.u8", table.target_textures),
-                       table.mean_shape, table.people, source=table.source + " (streamed from disk)")
+                       table.mean_shape, table.people, source=table.source + " (streamed from disk)",
+                       target_of=table.target_of)
 
 
 def encoder_for(config, device):

@@ -33,6 +33,7 @@ from .encoders import FaceEncoder, load_encoder
 from .nets import Decoder, load_checkpoint, save_checkpoint
 from .nets.checkpoint import find_checkpoint, steps_left
 from .training import CHECKPOINT_NAME, profile_config, train
+from .training.config import RUNTIME_FIELDS as _RUNTIME_FIELDS
 
 
 @dataclass
@@ -76,8 +77,9 @@ def default_checkpoint(profile: str = "quick") -> Path:
     return resources.cache_dir("checkpoints") / profile
 
 
-#: Config fields that say where and how fast a run goes, not what it computes: they do not change its run folder.
-RUNTIME_FIELDS = ("device", "num_threads", "data_workers", "compile")
+#: Config fields that say where and how fast a run goes, not what it computes: they do not change its run folder
+#: (defined with the config: :data:`normface_lib.training.config.RUNTIME_FIELDS`).
+RUNTIME_FIELDS = _RUNTIME_FIELDS
 
 
 def run_folder(profile: str = "quick", **overrides) -> Path:

@@ -81,7 +81,8 @@ def reproduce(profile: str = "quick", runs: str | os.PathLike | None = None, lfw
         summary = None
     model = NormFace.from_pretrained(run, device=config.device)
     tables = data.evaluation_tables(config.dataset, config.size, config.eval_splits, data_root=config.data_root,
-                                    seed=config.seed, sample=eval_sample, **config.data_options)
+                                    seed=config.seed, sample=eval_sample, inputs=config.training_inputs,
+                                    **config.data_options)
     on_data = evaluate_model(model, tables, profile=profile, seed=config.seed, n_boot=n_boot)
     external = data.external_people(config.size, tables["train"].mean_shape, lfw=lfw, online=online,
                                     max_people=external_people, photos_per_person=photos_per_person, seed=config.seed)

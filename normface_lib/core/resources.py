@@ -61,14 +61,22 @@ def results_dir(profile: str, committed: bool = False) -> Path:
     return base / profile
 
 
-def library_sha256() -> str:
+#: The sub-packages a training run depends on (training imports nothing else of the library).
+TRAINING_PACKAGES = ("core", "data", "encoders", "faces", "nets", "training", "warp")
+
+
+def library_sha256(packages: tuple[str, ...] | None = None) -> str:
     """sha256 over every ``.py`` file of the installed ``normface_lib`` (relative path and bytes, sorted by path).
 
     Recorded in the provenance of precomputed results: when it no longer matches, the code that made them changed.
+    ``packages``: only these sub-packages (e.g. :data:`TRAINING_PACKAGES`, what keys the seed study's cached runs).
     """
     root = _PACKAGE
     h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py"), key=lambda q: q.relative_to(root).as_posix()):
+    files = root.rglob("*.py")
+    if packages is not None:
+        files = [f for f in files if f.relative_to(root).parts[0] in packages]
+    for f in sorted(files, key=lambda q: q.relative_to(root).as_posix()):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 

@@ -22,11 +22,11 @@ import torch
 from ..core import resources
 from ..core.errors import InputError, MissingWeightsError
 from .celeba import CELEBA_TARGET_EXCLUDE, celeba_photos, celeba_tables, load_celeba_table
-from .orl import load_orl_table, orl_landmarks, orl_mean_shape, orl_rows, orl_splits, write_mean_shape
+from .orl import load_orl_table, orl_frontal, orl_landmarks, orl_mean_shape, orl_rows, orl_splits, write_mean_shape
 from .photos import load_folder, load_lfw, load_portraits, portrait_paths
 from .store import DiskImages, FaceStore, Photo, StreamTable, folder_photos, folder_tables, stream_tables
-from .tables import (SPLITS, FaceSet, FaceTable, make_table, select_targets, split_people, split_rows,
-                     training_mean_shape)
+from .tables import (SPLITS, TRAINING_INPUTS, FaceSet, FaceTable, check_training_inputs, frontal_neutral_inputs,
+                     make_table, select_targets, split_people, split_rows, training_mean_shape)
 
 #: Data sets :func:`load_tables` knows: name → what it is. ``"orl"`` is held in memory; the others are streamed
 #: from an on-disk store (:class:`StreamTable`) and need ``data_root``.
@@ -36,7 +36,8 @@ DATASETS = {"orl": "ORL / AT&T faces, shipped offline (in memory)",
 
 
 def load_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("unseen_people", "unseen_photos"),
-                mirror: bool = True, data_root=None, **options: Any) -> dict[str, FaceTable]:
+                mirror: bool = True, data_root=None, inputs: str = "frontal_neutral",
+                **options: Any) -> dict[str, FaceTable]:
     """The training table and held-out tables of a data set: ``{"train": FaceTable, <split>: FaceTable, ...}``.
 
     The training table is mirrored when ``mirror``; held-out tables are not, and reuse the training mean shape.
@@ -48,11 +49,18 @@ def load_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("
         splits: the held-out splits to build (subset of ``("unseen_people", "unseen_photos")``).
         mirror: add mirror images to the training table.
         data_root: the folder holding the data set (not used by ORL, which ships in a package).
-        **options: passed to the loader (e.g. ``seed``, ``n_unseen_people``; streamed: ``max_people``, ``workers``,
-            ``device``, ``store_dir``; see :func:`celeba_tables` and :func:`folder_tables`).
+        inputs: what the training table holds (:data:`TRAINING_INPUTS`): ``"frontal_neutral"`` (the paper: each
+            training person's frontal, neutral photos, each mapped to itself; every other photo of a training person
+            is in ``"unseen_photos"``) or ``"paired"`` (the ablation: every photo but 2 unseen ones per person,
+            mapped to the person's target).
+        **options: passed to the loader (e.g. ``seed``, ``n_unseen_people``; ORL: ``fold``, ``n_folds``,
+            ``n_train_people``; streamed: ``max_people``, ``workers``, ``device``, ``store_dir``; see
+            :func:`load_orl_table`, :func:`celeba_tables` and :func:`folder_tables`).
     """
     if dataset not in DATASETS:
         raise InputError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
+    check_training_inputs(inputs)
+    options["inputs"] = inputs
     if dataset == "orl":
         train = load_orl_table("train", size=size, mirror=mirror, **options)
         out = {"train": train}
@@ -146,7 +154,7 @@ def external_people(size: int, mean_shape, lfw=None, online: bool = True, max_pe
     return people_table(load_folder(resources.orl_dir(), size), mean_shape, "ORL (40 people, offline)", **sample)
 
 
-__all__ = ["SPLITS", "DATASETS", "FaceSet", "FaceTable", "make_table", "select_targets", "split_people", "split_rows",
+__all__ = ["SPLITS", "TRAINING_INPUTS", "check_training_inputs", "frontal_neutral_inputs", "orl_frontal", "DATASETS", "FaceSet", "FaceTable", "make_table", "select_targets", "split_people", "split_rows",
            "training_mean_shape", "load_tables", "evaluation_tables", "EVAL_SAMPLE", "people_table", "external_people", "load_orl_table", "orl_landmarks", "orl_mean_shape", "orl_rows",
            "orl_splits", "write_mean_shape", "CELEBA_TARGET_EXCLUDE", "celeba_photos", "celeba_tables", "load_celeba_table",
            "DiskImages", "FaceStore", "Photo", "StreamTable", "folder_photos", "folder_tables", "stream_tables", "load_folder", "load_lfw",

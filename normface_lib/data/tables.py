@@ -2,12 +2,21 @@
 every data set goes through: choose each person's frontal, neutral target, split people and photos, align, mirror,
 register the targets onto the mean shape.
 
-Targets. Each person's *target* is the photo judged most frontal and neutral by
-:func:`normface_lib.faces.frontal_neutral_score` (yaw from the nose tip and jaw symmetry, roll, pitch, open mouth,
-smile; lower is better), among the candidates allowed by the source.
+Training inputs (:data:`TRAINING_INPUTS`). The paper's setup, ``"frontal_neutral"`` (the default everywhere): the
+decoder is trained only on frontal, neutral photos (:func:`normface_lib.faces.is_frontal_neutral`, stated landmark
+limits), each mapped to *itself* (its own landmarks and registered texture); every other photo of a training person
+is an *unseen photo*, never seen in any form. The ablation ``"paired"``: every photo of a training person but its
+unseen ones is an input mapped to that person's target.
 
-Splits (:func:`split_people`, seeded): a set of *unseen people* never used in training, and for every training
-person some *unseen photos* never used as inputs (the target photo is never held out).
+Targets. Each person's *target* (what evaluation compares a person's outputs with) is the photo judged most frontal and
+neutral by :func:`normface_lib.faces.frontal_neutral_score` (yaw from the nose tip and jaw symmetry, roll, pitch, open
+mouth, smile; lower is better) among the person's frontal, neutral photos, or among all the person's photos when none
+passes the limits (such people are listed under ``"fallback"`` by :func:`frontal_neutral_inputs`: their one training
+input is that photo), within the candidates allowed by the source.
+
+Splits (:func:`split_people`, seeded): a set of *unseen people* never used in training (a seeded draw, or one fold
+of a seeded k-fold partition of the people), and for every training person *unseen photos* never used as inputs (the
+target photo is never held out); optionally a nested, seeded subset of the training people (the learning curve).
 
 Mean shape: the mean of the training people's target landmarks in the canonical frame **and their mirror images**
 (so it is left-right symmetric; registering a mirrored face then equals flipping the registered face). Held-out
@@ -28,6 +37,16 @@ from ..core.errors import InputError
 from ..nets.texture import register_textures
 
 SPLITS = ("train", "unseen_people", "unseen_photos")
+#: What the decoder is trained on: the paper's frontal, neutral photos each mapped to itself (the default), or every
+#: photo of a person mapped to that person's target (an ablation).
+TRAINING_INPUTS = ("frontal_neutral", "paired")
+
+
+def check_training_inputs(inputs: str) -> str:
+    """``inputs`` if it is one of :data:`TRAINING_INPUTS`, else :class:`InputError`."""
+    if inputs not in TRAINING_INPUTS:
+        raise InputError(f"training inputs must be one of {TRAINING_INPUTS}, got {inputs!r}.")
+    return inputs
 
 
 @dataclass
@@ -37,11 +56,12 @@ class FaceTable(Dataset):
     Attributes:
         images: ``[N,3,S,S]`` float32 in ``[0,1]``, canonical crops of every photo (mirrored ones included).
         landmarks: ``[N,68,2]`` float32, their landmarks in crop pixels.
-        person: ``[N]`` long, index into the targets / ``people``.
+        person: ``[N]`` long, index into ``people`` (who is in the photo).
         photo_ids: ``N`` strings such as ``"orl/s3/7"``; mirrored rows end in ``"+m"``.
-        target_row: ``[P]`` long, the row of each person's frontal, neutral target photo.
-        target_landmarks: ``[P,68,2]`` float32, crop pixels.
-        target_textures: ``[P,3,S,S]`` float32 in ``[0,1]``: each target registered onto ``mean_shape``.
+        target_row: ``[T]`` long, the row of each target photo: one per person (``T = P``), or, in a table whose
+            rows are their own targets (``target_of`` given: the paper's frontal, neutral training), one per row.
+        target_landmarks: ``[T,68,2]`` float32, crop pixels.
+        target_textures: ``[T,3,S,S]`` float32 in ``[0,1]``: each target registered onto ``mean_shape``.
         mean_shape: ``[68,2]`` float32, crop pixels, from the *training* people's targets (symmetrised).
         people: ``P`` strings, e.g. ``"orl/s3"``. With mirroring, each person's mirror image is a separate entry
             ``"orl/s3+m"`` whose target is the mirrored target photo.
@@ -50,6 +70,8 @@ class FaceTable(Dataset):
             evaluate on ``input_mask`` rows.
         errors: ``(photo, message)`` for photos that were dropped (no face, unreadable).
         source: short description (data set, split, seed).
+        target_of: ``[N]`` long index into the targets for each row, or ``None``: each row's target is its person's
+            (:attr:`target_index`).
     """
 
     images: torch.Tensor
@@ -64,19 +86,37 @@ class FaceTable(Dataset):
     input_mask: torch.Tensor | None = None
     errors: list = field(default_factory=list)
     source: str = ""
+    target_of: torch.Tensor | None = None
 
     def __post_init__(self):
         N, P = self.images.shape[0], len(self.people)
         if self.input_mask is None:
             self.input_mask = torch.ones(N, dtype=torch.bool)
+        T = P if self.target_of is None else int(self.target_row.shape[0])
         checks = [(self.landmarks.shape, (N, 68, 2), "landmarks"), (self.person.shape, (N,), "person"),
-                  ((len(self.photo_ids),), (N,), "photo_ids"), (self.target_row.shape, (P,), "target_row"),
-                  (self.target_landmarks.shape, (P, 68, 2), "target_landmarks"),
-                  (self.target_textures.shape, (P,) + tuple(self.images.shape[1:]), "target_textures"),
+                  ((len(self.photo_ids),), (N,), "photo_ids"), (self.target_row.shape, (T,), "target_row"),
+                  (self.target_landmarks.shape, (T, 68, 2), "target_landmarks"),
+                  (self.target_textures.shape, (T,) + tuple(self.images.shape[1:]), "target_textures"),
                   (self.mean_shape.shape, (68, 2), "mean_shape"), (self.input_mask.shape, (N,), "input_mask")]
+        if self.target_of is not None:
+            checks.append((self.target_of.shape, (N,), "target_of"))
         for got, want, name in checks:
             if tuple(got) != tuple(want):
                 raise InputError(f"FaceTable.{name} has shape {tuple(got)}, expected {want}.")
+        if self.target_of is not None and N and not 0 <= int(self.target_of.min()) <= int(self.target_of.max()) < T:
+            raise InputError(f"FaceTable.target_of must index the {T} targets; got values outside [0, {T}).")
+
+    @property
+    def target_index(self) -> torch.Tensor:
+        """``[N]`` long: each row's entry in ``target_row`` / ``target_landmarks`` / ``target_textures``:
+        ``target_of`` when given (rows that are their own targets), else ``person``."""
+        return self.person if self.target_of is None else self.target_of
+
+    @property
+    def training_inputs(self) -> str:
+        """``"frontal_neutral"`` when each row is its own target (the paper's training), else ``"paired"``
+        (every row maps to its person's target; held-out tables are built this way too)."""
+        return "paired" if self.target_of is None else "frontal_neutral"
 
     @property
     def size(self) -> int:
@@ -109,7 +149,7 @@ class FaceTable(Dataset):
         """One row: ``image`` ``[3,S,S]``, ``landmarks`` ``[68,2]``, ``person`` (long scalar), ``target_landmarks``
         ``[68,2]``, ``target_texture`` ``[3,S,S]`` (mean-shape frame), ``target_image`` ``[3,S,S]`` (the target's
         canonical crop)."""
-        p = int(self.person[i])
+        p = int(self.target_index[i])
         return {"image": self.images[i], "landmarks": self.landmarks[i], "person": self.person[i],
                 "target_landmarks": self.target_landmarks[p], "target_texture": self.target_textures[p],
                 "target_image": self.images[int(self.target_row[p])]}
@@ -149,7 +189,9 @@ class FaceSet(Dataset):
 
 
 def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: int = 0,
-                 n_unseen_people: int | float = 8, n_unseen_photos: int = 2) -> dict:
+                 n_unseen_people: int | float = 8, n_unseen_photos: int = 2, inputs: str = "frontal_neutral",
+                 frontal: Mapping[str, Sequence] | None = None, fold: int | None = None, n_folds: int = 5,
+                 n_train_people: int | None = None) -> dict:
     """Seeded split into training people, unseen people and unseen photos of training people.
 
     Args:
@@ -157,14 +199,32 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
         targets: person → the key of the target photo (never held out).
         seed: the split is a function of ``seed`` and the inputs only.
         n_unseen_people: how many people to hold out entirely (an int, or a fraction in ``(0,1)``, rounded, at
-            least one).
-        n_unseen_photos: photos held out per training person (fewer when a person has fewer non-target photos).
+            least one). Ignored when ``fold`` is given.
+        n_unseen_photos: ``"paired"`` only: photos held out per training person (fewer when a person has fewer
+            non-target photos). Under ``"frontal_neutral"`` every photo that is not a training input is held out.
+        inputs: ``"frontal_neutral"`` (the paper: a training person's inputs are the photos in ``frontal``, each its
+            own target) or ``"paired"`` (every photo but the unseen ones, mapped to the person's target).
+        frontal: person → the keys of that person's frontal, neutral photos (must hold the target); needed for
+            ``"frontal_neutral"`` (see :func:`frontal_neutral_inputs`).
+        fold, n_folds: hold out fold ``fold`` (``0 ≤ fold < n_folds``) of a seeded partition of the people into
+            ``n_folds`` near-equal folds: over the folds every person is unseen exactly once. With 40 people and 5
+            folds, fold 0 holds out the same 8 people as ``n_unseen_people=8``.
+        n_train_people: keep only a seeded subset of this many training people (nested: for one seed and fold the
+            subset of 8 contains that of 4); the others are left out of every split. ``None``: all.
 
     Returns:
-        ``{"train_people": [...], "unseen_people": [...], "unseen_photos": {person: [keys]}, "targets": {...},
-        "seed": seed}``; person lists in the order of ``photos``.
+        ``{"train_people": [...], "unseen_people": [...], "unseen_photos": {person: [keys]}, "train_inputs":
+        {person: [keys]}, "targets": {...}, "inputs": inputs, "seed": seed, "fold": fold}``; person lists in the
+        order of ``photos``.
     """
+    check_training_inputs(inputs)
     people = list(photos)
+    if fold is not None:
+        if not isinstance(n_folds, (int, np.integer)) or not 2 <= n_folds <= len(people):
+            raise InputError(f"n_folds must be an int in [2, {len(people)}], got {n_folds!r}.")
+        if not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
+            raise InputError(f"fold must be an int in [0, {n_folds - 1}], got {fold!r}.")
+        n_unseen_people = 0
     if isinstance(n_unseen_people, float) and 0 < n_unseen_people < 1:
         n_unseen_people = max(1, int(round(n_unseen_people * len(people))))  # a fraction holds out at least one
     if not isinstance(n_unseen_people, (int, np.integer)) or not 0 <= n_unseen_people < len(people):
@@ -175,17 +235,43 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
     missing = [p for p in people if p not in targets]
     if missing:
         raise InputError(f"no target photo for {missing[:5]}; every person needs one.")
+    if inputs == "frontal_neutral":
+        if frontal is None:
+            raise InputError("training inputs 'frontal_neutral' need each person's frontal, neutral photos "
+                             "(frontal=...; see frontal_neutral_inputs), or use inputs='paired'.")
+        bad = [p for p in people if targets[p] not in list(frontal.get(p, ()))]
+        if bad:
+            raise InputError(f"the target of {bad[:5]} is not among its frontal, neutral photos; a person's target "
+                             "must be one of its training inputs (see frontal_neutral_inputs).")
     g = torch.Generator().manual_seed(int(seed))
-    held = set(torch.randperm(len(people), generator=g)[:n_unseen_people].tolist())
+    perm = torch.randperm(len(people), generator=g)
+    if fold is not None:
+        bounds = np.linspace(0, len(people), n_folds + 1).round().astype(int)
+        held = set(perm[bounds[fold]:bounds[fold + 1]].tolist())
+    else:
+        held = set(perm[:n_unseen_people].tolist())
     unseen_people = [p for k, p in enumerate(people) if k in held]
     train_people = [p for k, p in enumerate(people) if k not in held]
-    unseen_photos = {}
+    if n_train_people is not None:
+        if not isinstance(n_train_people, (int, np.integer)) or not 1 <= n_train_people <= len(train_people):
+            raise InputError(f"n_train_people must be an int in [1, {len(train_people)}], got {n_train_people!r}.")
+        keep = set(torch.randperm(len(train_people), generator=torch.Generator().manual_seed(int(seed) + 104729)
+                                  )[:n_train_people].tolist())
+        train_people = [p for k, p in enumerate(train_people) if k in keep]
+    unseen_photos, train_inputs = {}, {}
     for p in train_people:
+        if inputs == "frontal_neutral":
+            chosen = set(frontal[p])
+            train_inputs[p] = [k for k in photos[p] if k in chosen]
+            unseen_photos[p] = [k for k in photos[p] if k not in chosen]
+            continue
         others = [k for k in photos[p] if k != targets[p]]
         order = torch.randperm(len(others), generator=g)[:min(n_unseen_photos, len(others))].tolist()
         unseen_photos[p] = sorted(others[i] for i in order)
+        train_inputs[p] = [k for k in photos[p] if k not in unseen_photos[p]]
     return {"train_people": train_people, "unseen_people": unseen_people, "unseen_photos": unseen_photos,
-            "targets": {p: targets[p] for p in people}, "seed": int(seed)}
+            "train_inputs": train_inputs, "targets": {p: targets[p] for p in people}, "inputs": inputs,
+            "seed": int(seed), "fold": fold}
 
 
 def select_targets(landmarks: torch.Tensor, person: Sequence[int], candidate: torch.Tensor | None = None) -> dict:
@@ -210,28 +296,73 @@ def select_targets(landmarks: torch.Tensor, person: Sequence[int], candidate: to
             best[p] = i
     return best
 
-def split_rows(split_info: Mapping, split: str, photos: Mapping[str, Sequence]) -> tuple[list, list, list, list, list]:
+def frontal_neutral_inputs(landmarks: torch.Tensor, person: Sequence, candidate: torch.Tensor | None = None
+                           ) -> dict:
+    """Each person's frontal, neutral photos (:func:`normface_lib.faces.is_frontal_neutral`) and target.
+
+    Args:
+        landmarks: ``[N,68,2]`` float, photo or crop pixels.
+        person: ``N`` person indices or names.
+        candidate: optional ``[N]`` bool, photos allowed at all (e.g. attribute filters); people without a candidate
+            are left out.
+
+    Returns:
+        ``{"frontal": {person: [rows]}, "targets": {person: row}, "fallback": [people], "passed": [N] bool}``:
+        a person's frontal rows are those within the limits (in row order); its target the most frontal, neutral
+        of them (:func:`select_targets`). A person none of whose photos passes keeps its single most frontal,
+        neutral photo as both (listed in ``fallback``, so that the book can say how many).
+    """
+    cand = torch.ones(len(person), dtype=torch.bool) if candidate is None else torch.as_tensor(candidate).bool()
+    passed = faces.is_frontal_neutral(landmarks) & cand
+    strict = select_targets(landmarks, person, candidate=passed)
+    loose = select_targets(landmarks, person, candidate=cand)
+    frontal: dict = {}
+    for i, p in enumerate(person):
+        p = p.item() if isinstance(p, torch.Tensor) else p
+        if bool(passed[i]):
+            frontal.setdefault(p, []).append(i)
+    fallback = [p for p in loose if p not in strict]
+    for p in fallback:
+        frontal[p] = [loose[p]]
+    targets = {p: strict.get(p, loose[p]) for p in loose}
+    return {"frontal": {p: frontal[p] for p in targets}, "targets": targets, "fallback": fallback, "passed": passed}
+
+
+def split_rows(split_info: Mapping, split: str, photos: Mapping[str, Sequence]
+               ) -> tuple[list, list, list, list, list, list | None]:
     """The rows of one split of :func:`split_people`'s result, in table order.
 
     Args:
         split_info: from :func:`split_people`.
-        split: ``"train"`` (training people, all photos but their unseen ones), ``"unseen_people"`` (every photo of
-            each held-out person) or ``"unseen_photos"`` (the held-out photos of training people, plus each one's
-            target photo appended as a non-input row so that the target can be pointed at).
+        split: ``"train"`` (training people's training inputs: their frontal, neutral photos, or under ``"paired"``
+            all photos but their unseen ones), ``"unseen_people"`` (every photo of each held-out person) or
+            ``"unseen_photos"`` (the held-out photos of training people, plus each one's target photo appended as a
+            non-input row so that the target can be pointed at).
         photos: person → photo keys, as given to :func:`split_people`.
 
     Returns:
-        ``(keys, person, input_mask, target_row, people)``: the photo key of each row, its person index, whether it
-        is an input of this split, each person's target row, and the people of the split.
+        ``(keys, person, input_mask, target_row, people, target_of)``: the photo key of each row, its person index,
+        whether it is an input of this split, the target rows (one per person; in a ``"frontal_neutral"`` training
+        split one per row), the people of the split, and each row's target (``None``: its person's;
+        ``"frontal_neutral"`` training split: the row itself).
     """
     if split not in SPLITS:
         raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
     chosen = split_info["unseen_people"] if split == "unseen_people" else split_info["train_people"]
+    own = split == "train" and split_info.get("inputs", "paired") == "frontal_neutral"
     keys, person, mask, target_row = [], [], [], []
     for pi, name in enumerate(chosen):
         held = split_info["unseen_photos"].get(name, [])
-        ks = {"train": [k for k in photos[name] if k not in held], "unseen_people": list(photos[name]),
-              "unseen_photos": list(held)}[split]
+        if split == "train":
+            ks = (list(split_info["train_inputs"][name]) if "train_inputs" in split_info
+                  else [k for k in photos[name] if k not in held])
+        else:
+            ks = list(photos[name]) if split == "unseen_people" else list(held)
+        if own:
+            keys += ks
+            person += [pi] * len(ks)
+            mask += [True] * len(ks)
+            continue
         start = len(keys)
         keys += ks
         person += [pi] * len(ks)
@@ -244,7 +375,9 @@ def split_rows(split_info: Mapping, split: str, photos: Mapping[str, Sequence]) 
             person.append(pi)
             mask.append(False)
             target_row.append(len(keys) - 1)
-    return keys, person, mask, target_row, list(chosen)
+    if own:
+        return keys, person, mask, list(range(len(keys))), list(chosen), list(range(len(keys)))
+    return keys, person, mask, target_row, list(chosen), None
 
 
 def training_mean_shape(target_photo_landmarks: torch.Tensor, size: int) -> torch.Tensor:
@@ -258,18 +391,21 @@ def training_mean_shape(target_photo_landmarks: torch.Tensor, size: int) -> torc
 def make_table(images, photo_landmarks: torch.Tensor, person: torch.Tensor, photo_ids: list[str], people: list[str],
                target_row: torch.Tensor, size: int, mean_shape: torch.Tensor | None = None, mirror: bool = False,
                input_mask: torch.Tensor | None = None, errors: list | None = None, source: str = "",
-               register_mode: str = "fast") -> FaceTable:
+               register_mode: str = "fast", target_of: torch.Tensor | None = None) -> FaceTable:
     """Align photos, optionally add their mirror images, register the targets: a :class:`FaceTable`.
 
     Args:
         images: ``[N,3,H,W]`` float in ``[0,1]`` or a list of ``N`` tensors ``[3,H_i,W_i]``.
         photo_landmarks: ``[N,68,2]`` float, photo pixels.
-        person: ``[N]`` long, index into ``people``; ``target_row`` ``[P]`` long: rows of the targets.
+        person: ``[N]`` long, index into ``people``; ``target_row`` ``[T]`` long: rows of the targets (one per
+            person, ``T = P``, unless ``target_of`` is given).
         photo_ids, people: names (``N`` and ``P`` strings).
         size: crop side ``S``.
         mean_shape: ``[68,2]`` crop pixels; ``None``: the symmetrised mean of this table's target landmarks.
         mirror: append the mirror image of every row; mirrored rows get person ``p + P`` and mirrored targets.
         input_mask: ``[N]`` bool (default all ``True``).
+        target_of: optional ``[N]`` long, each row's entry of ``target_row`` (the paper's training: each row is
+            its own target); ``None``: its person's. Mirrored rows point at mirrored targets.
 
     Returns:
         :class:`FaceTable` with ``N`` rows (``2N`` when mirrored).
@@ -279,6 +415,9 @@ def make_table(images, photo_landmarks: torch.Tensor, person: torch.Tensor, phot
     N, P = len(images), len(people)
     person = torch.as_tensor(person, dtype=torch.long)
     target_row = torch.as_tensor(target_row, dtype=torch.long)
+    T = len(target_row)
+    if target_of is not None:
+        target_of = torch.as_tensor(target_of, dtype=torch.long)
     input_mask = torch.ones(N, dtype=torch.bool) if input_mask is None else torch.as_tensor(input_mask).bool()
     crops, lms, _ = faces.align_faces(images, photo_landmarks, size)
     ids = list(photo_ids)
@@ -290,10 +429,12 @@ def make_table(images, photo_landmarks: torch.Tensor, person: torch.Tensor, phot
         people = list(people) + [f"{p}+m" for p in people]
         target_row = torch.cat([target_row, target_row + N])
         input_mask = torch.cat([input_mask, input_mask])
+        if target_of is not None:
+            target_of = torch.cat([target_of, target_of + T])
     t_lms = lms[target_row]
     if mean_shape is None:
-        mean_shape = faces.mean_shape(lms[target_row[:P]], symmetric=True, size=size)
+        mean_shape = faces.mean_shape(lms[target_row[:T]], symmetric=True, size=size)
     mean_shape = mean_shape.float()
     textures = register_textures(crops[target_row], t_lms, mean_shape, mode=register_mode)
     return FaceTable(crops, lms, person, ids, target_row, t_lms, textures, mean_shape, list(people), input_mask,
-                     list(errors or []), source)
+                     list(errors or []), source, target_of)

@@ -14,7 +14,8 @@ from .applications import EXPOSURE_METHODS, exposure_benchmark, photo_and_normal
 from .baselines import Baselines, LinearMap, NearestIdentity, align_only, mean_face
 from .judges import FACENET_PAPER_THRESHOLD, Judge, independent_judge, make_judge
 from .metrics import (bootstrap_ci, calibrate_threshold, embedding_spread, landmark_error, pairwise_distances,
-                      pixel_spread, rank1, summarize, verification_rates)
+                      pixel_identity_contrast, pixel_identity_ratio, pixel_spread, rank1, summarize,
+                      verification_rates)
 from .protocol import (IDENTITY_METRICS, METHODS, ROBUSTNESS_KINDS, ROBUSTNESS_STRENGTHS, evaluate_model,
                        evaluate_run, evaluate_split, evaluate_wild, robustness)
 from .report import METRICS_NAME, as_written, round_floats, to_json, training_block, write_metrics
@@ -22,7 +23,7 @@ from .report import METRICS_NAME, as_written, round_floats, to_json, training_bl
 __all__ = ["EXPOSURE_METHODS", "exposure_benchmark", "photo_and_normalized_attributes", "Baselines", "LinearMap",
            "NearestIdentity", "align_only", "mean_face", "FACENET_PAPER_THRESHOLD", "Judge", "independent_judge",
            "make_judge", "bootstrap_ci", "calibrate_threshold", "embedding_spread", "landmark_error",
-           "pairwise_distances", "pixel_spread", "rank1", "summarize", "verification_rates", "IDENTITY_METRICS",
+           "pairwise_distances", "pixel_identity_contrast", "pixel_identity_ratio", "pixel_spread", "rank1", "summarize", "verification_rates", "IDENTITY_METRICS",
            "METHODS", "ROBUSTNESS_KINDS", "ROBUSTNESS_STRENGTHS", "evaluate_model", "evaluate_run", "evaluate_split",
            "evaluate_wild", "robustness", "METRICS_NAME", "as_written", "round_floats", "to_json", "training_block",
            "write_metrics"]

@@ -152,6 +152,10 @@ def align_only(images: torch.Tensor, landmarks: torch.Tensor, mean_shape: torch.
 class Baselines:
     """The four baselines fitted on a training table with the decoder's encoder features.
 
+    The nearest-identity baseline searches the table's targets (:attr:`~normface_lib.data.FaceTable.target_index`):
+    each training person's target when training is paired; under the paper's training, where every frontal, neutral
+    training photo is its own target, the nearest training photo (its features, not a person's mean).
+
     Args:
         train_table: the training :class:`~normface_lib.data.FaceTable` (mirrored rows are used for fitting).
         train_features: ``[N,D]`` float encoder features of its rows.
@@ -163,9 +167,9 @@ class Baselines:
         self.mean_shape = t.mean_shape.float()
         self.mean_image = mean_face(t)
         targets = t.images[t.target_row]
-        self.nearest = NearestIdentity(train_features, t.person, targets, t.target_landmarks)
-        self.linear = LinearMap(train_features, targets[t.person], t.base_person, t.target_landmarks[t.person],
-                                seed=seed)
+        k = t.target_index  # each row's target: its person's, or itself under the paper's frontal, neutral training
+        self.nearest = NearestIdentity(train_features, k, targets, t.target_landmarks)
+        self.linear = LinearMap(train_features, targets[k], t.base_person, t.target_landmarks[k], seed=seed)
 
     def outputs(self, feats: torch.Tensor, images: torch.Tensor, landmarks: torch.Tensor) -> dict[str, dict]:
         """Baseline outputs for inputs (features ``[B,D]``, crops ``[B,3,S,S]``, their landmarks ``[B,68,2]``, used

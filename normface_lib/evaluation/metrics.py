@@ -107,6 +107,113 @@ def pixel_spread(images: torch.Tensor, person) -> torch.Tensor:
     return torch.stack([x[p == q].std(0, unbiased=False).mean() for q in p.unique().tolist()])
 
 
+#: Floor on the within-person pixel variance in :func:`pixel_identity_contrast` (intensity² in ``[0,1]`` units: a
+#: standard deviation of 0.001, a quarter of an 8-bit grey level), so that outputs identical for all of a person's
+#: photos give a large, finite ratio rather than a division by zero.
+CONTRAST_FLOOR = 1e-6
+
+
+def _person_moments(x: torch.Tensor, p: torch.Tensor, people: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each person's mean image ``[P,D]`` and mean per-pixel variance around it ``[P]`` (float64)."""
+    mu = torch.stack([x[p == q].mean(0) for q in people])
+    within = torch.stack([((x[p == q] - mu[k]) ** 2).mean() for k, q in enumerate(people)])
+    return mu, within
+
+
+def _strata_columns(p: torch.Tensor, people: list, strata) -> list[torch.Tensor]:
+    """For each stratum (in sorted label order), the columns (indices into ``people``) of its people."""
+    if strata is None:
+        return [torch.arange(len(people))]
+    s = check_labels(strata, "strata", p.shape[0])
+    of = {}
+    for q in people:
+        labels = s[p == q].unique()
+        if labels.numel() != 1:
+            raise InputError(f"person {q} appears in {labels.numel()} strata; each person must be in exactly one.")
+        of[q] = int(labels)
+    cols = [torch.tensor([k for k, q in enumerate(people) if of[q] == t]) for t in sorted(set(of.values()))]
+    if any(len(c) < 2 for c in cols):
+        raise InputError("every stratum needs at least 2 people for a between-person variance.")
+    return cols
+
+
+def pixel_identity_ratio(images: torch.Tensor, person, counts: torch.Tensor | None = None, strata=None
+                         ) -> torch.Tensor:
+    """Between-person over within-person pixel variance of a set of aligned images.
+
+    Within: the mean over people of the per-pixel variance of each person's images around that person's mean image.
+    Between: the variance of the people's mean images around their mean. Both per pixel and channel, averaged. With
+    ``strata`` (e.g. the fold of a k-fold evaluation, whose models differ), both are computed within each stratum and
+    averaged over the strata, so that differences between strata do not count as differences between people.
+
+    Args:
+        images: ``[N,3,S,S]`` float in ``[0,1]``; person: ``[N]`` int labels (at least 2 people per stratum).
+        counts: optional ``[B,P]`` float, how often each person (in sorted label order) is drawn in each of ``B``
+            bootstrap replicates; default: every person once.
+        strata: optional ``[N]`` int labels; each person in exactly one stratum.
+
+    Returns:
+        ``[B]`` float64 ratios (``[1]`` without ``counts``): 0 when the images do not vary at all.
+    """
+    x = check_images(images).double().flatten(1)
+    p = check_labels(person, "person", x.shape[0])
+    people = p.unique().tolist()
+    if len(people) < 2:
+        raise InputError(f"pixel identity contrast needs at least 2 people, got {len(people)}.")
+    mu, within = _person_moments(x, p, people)
+    D = mu.shape[1]
+    c_all = torch.ones(1, len(people), dtype=torch.float64) if counts is None else counts.double()
+    between, w = 0.0, 0.0
+    cols = _strata_columns(p, people, strata)
+    for k in cols:
+        c, m = c_all[:, k], mu[k]
+        gram = m @ m.T
+        n = c.sum(1)
+        between = between + (c @ gram.diagonal()) / (n * D) - ((c @ gram) * c).sum(1) / (n * n * D)
+        w = w + (c @ within[k]) / n
+    return (between / len(cols)).clamp_min(0) / (w / len(cols)).clamp_min(CONTRAST_FLOOR)
+
+
+def pixel_identity_contrast(outputs: torch.Tensor, inputs: torch.Tensor, person, n_boot: int = 1000,
+                            seed: int = 0, level: float = 0.95, strata=None) -> dict[str, Any]:
+    """How much of the inputs' pixel identity contrast the outputs keep.
+
+    ``contrast = ratio(outputs) / ratio(inputs)`` with :func:`pixel_identity_ratio` (between-person over
+    within-person pixel variance): returning the aligned input unchanged scores 1; outputs that differ less between
+    people, relative to how much they vary within a person, than the photos do score below 1 (a collapse to the
+    mean face scores 0); outputs that are consistent within a person and distinct between people score above 1.
+    Pixels, not identity: a method that maps everyone to the wrong but a consistent face also scores high.
+
+    Args:
+        outputs: ``[N,3,S,S]`` float in ``[0,1]``, one output per input photo; inputs: ``[N,3,S,S]`` the aligned
+            inputs; person: ``[N]`` int labels (at least 2 people).
+        n_boot, level, seed: the percentile bootstrap over people (both ratios from the same draws; within each
+            stratum when ``strata`` is given).
+        strata: optional ``[N]`` int labels, e.g. the fold whose model made each output (see
+            :func:`pixel_identity_ratio`).
+
+    Returns:
+        ``{"value": float, "ci": [lo, hi], "outputs_ratio": float, "inputs_ratio": float, "n_people": int}``.
+    """
+    if tuple(outputs.shape) != tuple(inputs.shape):
+        raise InputError(f"outputs {tuple(outputs.shape)} and inputs {tuple(inputs.shape)} must have the same shape "
+                         "(one output per input photo).")
+    p = check_labels(person, "person", outputs.shape[0])
+    people = p.unique().tolist()
+    P = len(people)
+    r_out, r_in = pixel_identity_ratio(outputs, p, strata=strata), pixel_identity_ratio(inputs, p, strata=strata)
+    gen = torch.Generator().manual_seed(int(seed))
+    counts = torch.zeros(n_boot, P, dtype=torch.float64)
+    for k in _strata_columns(p, people, strata):  # people drawn with replacement within each stratum
+        idx = k[torch.randint(0, len(k), (n_boot, len(k)), generator=gen)]
+        counts.scatter_add_(1, idx, torch.ones(n_boot, len(k), dtype=torch.float64))
+    boot = (pixel_identity_ratio(outputs, p, counts, strata) /
+            pixel_identity_ratio(inputs, p, counts, strata).clamp_min(1e-12)).numpy()
+    a = (1 - level) / 2
+    return {"value": float(r_out[0] / r_in[0]), "ci": [float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))],
+            "outputs_ratio": float(r_out[0]), "inputs_ratio": float(r_in[0]), "n_people": P}
+
+
 def landmark_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean point-to-point error of ``pred`` vs ``target`` (both ``[N,68,2]`` float, same pixels), normalised by the
     target's inter-ocular distance (eye centres). Returns ``[N]`` float64 ≥ 0 (0.1 = 10 % of the eye distance)."""
@@ -120,4 +227,5 @@ def landmark_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["calibrate_threshold", "pairwise_distances", "verification_rates", "rank1", "bootstrap_ci", "summarize",
-           "embedding_spread", "pixel_spread", "landmark_error"]
+           "embedding_spread", "pixel_spread", "pixel_identity_ratio", "pixel_identity_contrast", "CONTRAST_FLOOR",
+           "landmark_error"]

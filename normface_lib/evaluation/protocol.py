@@ -42,7 +42,8 @@ from ..faces import DEFAULT_STRENGTH, HARD_PARTS, perturb
 from ..nets import decode
 from .baselines import Baselines
 from .judges import FACENET_PAPER_THRESHOLD, Judge, independent_judge, make_judge
-from .metrics import bootstrap_ci, embedding_spread, landmark_error, pixel_spread, rank1, summarize
+from .metrics import (bootstrap_ci, embedding_spread, landmark_error, pixel_identity_contrast, pixel_spread, rank1,
+                      summarize)
 
 #: Methods compared in ``clean`` / ``hard`` (in table order).
 METHODS = ("normface", "mean_face", "nearest_identity", "linear", "align_only")
@@ -99,7 +100,9 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
 
     Returns:
         ``{condition: {judge: {"metrics": {method: {metric: float}}, "ci": {method: {metric: [lo, hi]}}}}``, plus
-        ``"invariance"`` per condition and judge, ``"landmarks"`` (clean), and ``"_details"`` when asked.
+        ``"invariance"`` per condition and judge, ``"pixel_spread"`` and ``"pixel_identity_contrast"`` (method →
+        :func:`~normface_lib.evaluation.metrics.pixel_identity_contrast` against the clean inputs) per condition,
+        ``"landmarks"`` (clean), and ``"_details"`` when asked.
     """
     res: dict = {}
     det: dict = {}
@@ -136,6 +139,9 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
             res[cond][j] = block
         pin, pout = pixel_spread(x, person), pixel_spread(outs["normface"]["image"], person)
         res[cond]["pixel_spread"] = {"input": float(pin.mean()), "normface": float(pout.mean())}
+        if int(person.unique().numel()) >= 2:  # against the clean aligned inputs, whatever the condition
+            res[cond]["pixel_identity_contrast"] = {
+                m: pixel_identity_contrast(outs[m]["image"], images, person, n_boot=n_boot, seed=seed) for m in methods}
         det[cond]["pixel_spread"] = {"input": pin, "normface": pout}
         if cond == "clean" and target_landmarks is not None:
             lm = {}
@@ -170,7 +176,8 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
     Returns:
         ``{"profile", "judge" (independent), "trained_encoder", "clean": {method: {rank1, frac_below_threshold,
         mean_distance}}, "hard": {...}, "invariance": {"spread_in", "spread_out"}, "ci": {...},
-        "trained_judge": {"clean", "hard"}, "thresholds", "landmarks", "pixel_spread", "info",
+        "trained_judge": {"clean", "hard"}, "thresholds", "landmarks", "pixel_spread", "pixel_identity_contrast"
+        (clean, method → ``{"value", "ci", ...}``), "training_inputs" (what the decoder was trained on), "info",
         "unseen_photos" (if given), "lfw" (if given)}``; all numbers are Python floats.
     """
     t0 = time.perf_counter()
@@ -190,7 +197,8 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
     exclude = torch.arange(x.shape[0])
     ev = evaluate_split(model, baselines, x, lm, person, judges, None, person, exclude, seed=seed, n_boot=n_boot,
                         target_landmarks=up.target_landmarks[person], details=details)
-    out: dict[str, Any] = {"profile": profile, "judge": indep, "trained_encoder": trained}
+    out: dict[str, Any] = {"profile": profile, "judge": indep, "trained_encoder": trained,
+                           "training_inputs": train_t.training_inputs}
     for cond in ("clean", "hard"):
         out[cond] = ev[cond][indep]["metrics"]
     out["invariance"] = {k: ev["clean"][indep]["invariance"][k] for k in ("spread_in", "spread_out")}
@@ -199,6 +207,7 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
     out["trained_judge"] = {cond: {"metrics": ev[cond][trained]["metrics"], "ci": ev[cond][trained]["ci"]}
                             for cond in ("clean", "hard")}
     out["pixel_spread"] = {cond: ev[cond]["pixel_spread"] for cond in ("clean", "hard")}
+    out["pixel_identity_contrast"] = ev["clean"]["pixel_identity_contrast"]
     out["landmarks"] = ev["landmarks"]
     out["thresholds"] = {j: {"value": judge.threshold, "far": judge.far, "tar_train": judge.tar_train}
                          for j, judge in judges.items()}
@@ -230,6 +239,7 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
         out["unseen_photos"]["ci"] = {cond: ev2[cond][indep]["ci"] for cond in ("clean", "hard")}
         out["unseen_photos"]["trained_judge"] = {cond: ev2[cond][trained]["metrics"] for cond in ("clean", "hard")}
         out["unseen_photos"]["landmarks"] = ev2["landmarks"]
+        out["unseen_photos"]["pixel_identity_contrast"] = ev2["clean"]["pixel_identity_contrast"]
         out["unseen_photos"]["info"] = {"n_people": len(uniq), "n_photos": int(r.sum()),
                                         "chance_rank1": 1.0 / len(uniq)}
         details_all["unseen_photos"] = ev2.get("_details")

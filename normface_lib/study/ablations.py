@@ -1,6 +1,6 @@
-"""The ablations: the quick model's variants (other encoder, no identity loss, no warp, and the paper's optional
-encoders when their weights are present), each trained with one small, equal budget and measured on the unseen people
-by every judge."""
+"""The ablations: the quick model's variants (paired training instead of the paper's frontal, neutral inputs, other
+encoder, no identity loss, no warp, and the paper's optional encoders when their weights are present), each trained
+with one small, equal budget and measured on the unseen people by every judge."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +23,8 @@ OPTIONAL_ENCODERS = ("vggface", "facenet-vggface2")
 def ablation_configs(profile: str = "quick", steps: int = 150, seed: int = 0) -> dict[str, Any]:
     """The ablation runs at one small, equal training budget (``steps``), all from ``profile``'s settings.
 
-    Rows: ``"reference"`` (the profile: FaceNet-CASIA features, identity loss, warp), ``"dlib-resnet"`` (dlib
+    Rows: ``"reference"`` (the profile: the paper's frontal, neutral training inputs, FaceNet-CASIA features, identity
+    loss, warp), ``"paired"`` (every photo of a training person mapped to its frontal target), ``"dlib-resnet"`` (dlib
     features; its identity loss uses dlib), ``"no-identity-loss"``, ``"no-warp"`` (the CNN paints the image), and
     the optional encoders ``"vggface"`` / ``"facenet-vggface2"`` (used only when their weights are present).
 
@@ -40,6 +41,7 @@ def ablation_configs(profile: str = "quick", steps: int = 150, seed: int = 0) ->
                 checkpoint_every=steps, eval_splits=())
     cfgs: dict[str, Any] = {
         "reference": profile_config(profile, **base),
+        "paired": profile_config(profile, **base, training_inputs="paired"),
         "dlib-resnet": profile_config(profile, **base, encoder="dlib-resnet"),
         "no-identity-loss": profile_config(profile, **base, identity_weight=0.0, identity_every=0),
         "no-warp": profile_config(profile, **base, warp=False),
@@ -56,7 +58,8 @@ def ablation_configs(profile: str = "quick", steps: int = 150, seed: int = 0) ->
 def ablation_rows(profile: str, seed: int, steps: int, tables: Mapping[str, Any], judges: Mapping[str, Any],
                   root: Path, train_run: Callable, n_boot: int) -> dict:
     """Train (or reuse, through ``train_run(config, run_dir, tables)``) every ablation of one training seed under
-    ``root/<name>`` and measure it on the unseen people, clean and hard, by every judge: ``{name: {"status",
+    ``root/<name>`` and measure it on the unseen people, clean and hard, by every judge (``tables["train_paired"]``:
+    the paired training table, for the ``"paired"`` row): ``{name: {"status",
     "encoder", "rows": {judge: {condition: per-photo metric rows}}, "metrics": {judge: {condition: metrics}}}}``."""
     up = tables["unseen_people"]
     r = up.photo_mask
@@ -66,7 +69,8 @@ def ablation_rows(profile: str, seed: int, steps: int, tables: Mapping[str, Any]
         if isinstance(cfg, str):
             out[name] = {"status": cfg}
             continue
-        run = train_run(cfg, root / name, {"train": tables["train"]})
+        train = tables["train_paired"] if cfg.training_inputs == "paired" else tables["train"]
+        run = train_run(cfg, root / name, {"train": train})
         model = NormFace.from_pretrained(run, device="cpu")
         res = evaluate_split(model, None, x, lm, person, judges, None, person, torch.arange(len(x)), seed=0,
                              n_boot=n_boot, methods=("normface",), details=True)

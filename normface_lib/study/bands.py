@@ -18,6 +18,9 @@ RATE_NAMES = ("rank1", "frac_below_threshold", "input_rank1", "tar_train", "far"
 #: Keys that are not results: timings, provenance, and the ``info`` blocks (sizes, seeds, settings, chance levels),
 #: and the strengths of the robustness sweep (settings). Never compared.
 SKIP_KEYS = ("seconds", "provenance", "info", "strength")
+#: Keys of ``metrics.json`` copied from the seed study (:func:`~normface_lib.study.seeds.metrics_contract`): a rerun
+#: of the notebook copies the same committed figures, so they are not band-checked.
+STUDY_KEYS = ("ablations", "learning_curve", "fig12", "kfold")
 
 
 def figures(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -26,7 +29,8 @@ def figures(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     if isinstance(metrics, Mapping):
         for k, v in metrics.items():
-            if str(k) in SKIP_KEYS or str(k).startswith("_") or "seconds" in str(k):
+            if str(k) in SKIP_KEYS or (not prefix and str(k) in STUDY_KEYS) or str(k).startswith("_") \
+                    or "seconds" in str(k):
                 continue
             out.update(figures(v, f"{prefix}.{k}" if prefix else str(k)))
     elif isinstance(metrics, (list, tuple)):
@@ -57,7 +61,9 @@ def bands(study: Mapping[str, Any], k: float = BAND_K) -> dict[str, float]:
     ``ddof=1``), but at least ``k`` times the median standard deviation of figures of the same kind (the last key:
     ``rank1``, ``mean_distance``, ``texture_l1``…), so that a discrete figure whose few seeds happened to agree is not
     held to zero. Any figure also gets the arithmetic floor: :data:`RATE_FLOOR` for rates, :data:`VALUE_FLOOR`
-    otherwise. A figure that does not depend on training gets only the floor.
+    otherwise. A figure that does not depend on training gets only the floor. A confidence-interval endpoint moves
+    with its estimate (a bootstrap interval of a ratio scales with it), so its band is at least the estimate's band
+    times endpoint / estimate (seed means).
     """
     per = [figures(s["metrics"]) for s in study["per_seed"]]
     paths = set.intersection(*(set(p) for p in per))
@@ -71,7 +77,22 @@ def bands(study: Mapping[str, Any], k: float = BAND_K) -> dict[str, float]:
     for p in paths:
         floor = RATE_FLOOR if _category(p) in RATE_NAMES else VALUE_FLOOR
         out[p] = max(floor, k * max(sd[p], med.get(_category(p), 0.0))) if is_trained(p) else floor
+    mean = {p: float(np.mean([q[p] for q in per])) for p in paths}
+    for p in paths:
+        est = _estimate_of(p)
+        if est in out and is_trained(p) and mean[est] != 0:
+            out[p] = max(out[p], out[est] * abs(mean[p] / mean[est]))
     return out
+
+
+def _estimate_of(path: str) -> str | None:
+    """The point estimate a confidence-interval endpoint belongs to: ``a.ci[1]`` → ``a.value``, ``a_ci[0]`` → ``a``
+    (None for any other figure)."""
+    m = re.fullmatch(r"(.*)\.ci\[\d+\]", path)
+    if m:
+        return m.group(1) + ".value"
+    m = re.fullmatch(r"(.*)_ci\[\d+\]", path)
+    return m.group(1) if m else None
 
 
 def band_violations(rerun: Mapping[str, Any], committed: Mapping[str, Any], study: Mapping[str, Any],

@@ -18,7 +18,9 @@ class TrainConfig:
     Data: ``dataset`` ("orl", in memory; or "celeba" / "folder", streamed from an on-disk store, with ``data_root``
     and ``data_options`` such as ``max_people`` or ``workers``, passed to :func:`normface_lib.data.load_tables`),
     ``size`` (crop side),
-    ``mirror`` (add mirrored photos), ``encoder``/``encoder_layer`` (:func:`normface_lib.encoders.load_encoder`).
+    ``mirror`` (add mirrored photos), ``training_inputs`` (``"frontal_neutral"``, the paper's setup and both profiles':
+    only frontal, neutral photos, each mapped to itself; ``"paired"``, an ablation: every photo of a training person
+    mapped to that person's frontal target), ``encoder``/``encoder_layer`` (:func:`normface_lib.encoders.load_encoder`).
     Model: see :class:`normface_lib.nets.Decoder` (``width``, ``input_dropout``, ``input_noise``, ``warp``).
     Optimisation: ``steps``, global ``batch_size`` (split across DDP ranks), ``lr``, ``weight_decay``,
     ``schedule`` ("cosine" with ``warmup_steps``, "onecycle" or "constant"), ``grad_clip`` (None = off).
@@ -43,6 +45,7 @@ class TrainConfig:
     data_options: dict = field(default_factory=dict)
     size: int = 64
     mirror: bool = True
+    training_inputs: str = "frontal_neutral"
     encoder: str = "facenet-casia"
     encoder_layer: str | None = None
     width: float = 0.25
@@ -93,6 +96,8 @@ class TrainConfig:
             (self.checkpoint_every >= 1, f"checkpoint_every must be ≥ 1, got {self.checkpoint_every}"),
             (self.data_workers >= 0, f"data_workers must be ≥ 0, got {self.data_workers}"),
             (isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}"),
+            (self.training_inputs in ("frontal_neutral", "paired"),
+             f"training_inputs must be 'frontal_neutral' or 'paired', got {self.training_inputs!r}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -112,18 +117,25 @@ class TrainConfig:
         return cls(**d)
 
 
+#: Config fields that say where and how fast a run goes, not what it computes: they do not change a run's folder
+#: (:func:`normface_lib.pipeline.run_folder`), and a run may be resumed with other values of them.
+RUNTIME_FIELDS = ("device", "num_threads", "data_workers", "compile")
+
+
 PROFILES: dict[str, dict[str, Any]] = {
     # 2 CPU cores, offline, a few minutes: ORL at 64 px, a narrow decoder (width 0.25: 4.76 M parameters with
     # FaceNet's 1792-D features), a bank of 256 cached morphs, the FaceNet loss every 8th step on 8 outputs.
     # Measured on an otherwise idle 2-core machine: 0.11 s a step with 2 threads (0.20 s with 1), 0.42 s for a step
     # with the FaceNet loss; 800 steps take about 2 minutes once the encoder features are cached.
-    "quick": dict(profile="quick", dataset="orl", size=64, mirror=True, encoder="facenet-casia", width=0.25,
+    "quick": dict(profile="quick", dataset="orl", size=64, mirror=True, training_inputs="frontal_neutral",
+                  encoder="facenet-casia", width=0.25,
                   input_dropout=0.1, input_noise=0.5, steps=800, batch_size=32, lr=1e-3, weight_decay=1e-2,
                   schedule="cosine", warmup_steps=20, identity_weight=0.1, identity_every=8, identity_batch=8,
                   morphs="bank", morph_bank_size=256, morph_fraction=0.25, num_threads=2, checkpoint_every=200),
     # The paper: a GPU, CelebA at 224 px, full width, the FaceNet loss on every step, fresh morphs every step; the
     # decoder compiled (its step measured faster compiled on a CPU, benchmarks/train_step.py; not yet on a GPU).
-    "paper": dict(profile="paper", dataset="celeba", size=224, mirror=True, encoder="facenet-casia", width=1.0,
+    "paper": dict(profile="paper", dataset="celeba", size=224, mirror=True, training_inputs="frontal_neutral",
+                  encoder="facenet-casia", width=1.0,
                   input_dropout=0.0, input_noise=0.0, steps=100_000, batch_size=32, lr=1e-4, weight_decay=1e-4,
                   schedule="cosine", warmup_steps=1000, identity_weight=1.0, identity_every=1, identity_batch=None,
                   morphs="online", morph_fraction=0.25, amp="auto", num_threads=8, checkpoint_every=2000,

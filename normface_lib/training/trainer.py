@@ -3,8 +3,10 @@ CPU, one GPU and several GPUs (DDP).
 
 A run (:class:`Trainer`, driven by :func:`train`) goes through four stages:
 
-1. **Setup.** Tables (:func:`normface_lib.data.load_tables`): every photo of every training person (optionally
-   mirrored) is an input; its targets are that person's frontal-neutral landmarks and registered texture. The encoder
+1. **Setup.** Tables (:func:`normface_lib.data.load_tables`). The paper's setup (``training_inputs=
+   "frontal_neutral"``): the inputs are the training people's frontal, neutral photos (optionally mirrored), each
+   mapped to its own landmarks and registered texture; the ablation ``"paired"``: every photo of a training person
+   but its unseen ones is an input, mapped to that person's frontal-neutral landmarks and texture. The encoder
    is frozen, so the features (and embeddings, for the identity loss) of the training inputs are computed once and
    cached on disk (:func:`normface_lib.encoders.cached_encode`). Morph augmentation (paper): two training targets are
    blended with a random weight, rendered with the warp and encoded; ``morphs="bank"`` (quick profile) precomputes K
@@ -55,7 +57,7 @@ from ..core.runtime import default_device
 from ..encoders import FaceEncoder, cached_encode, calibrate_on_table, encode, encoder_key, load_encoder
 from ..nets import Decoder, NormFaceLoss, landmark_loss, load_checkpoint, random_morphs, save_checkpoint, texture_loss
 from ..nets.checkpoint import find_checkpoint
-from .config import TrainConfig
+from .config import RUNTIME_FIELDS, TrainConfig
 from .distributed import IndexStream, setup_processes
 from .state import autocast_dtype, make_scheduler, param_checksum, rng_state, set_rng_state
 
@@ -141,7 +143,7 @@ def evaluate_losses(decoder: Decoder, features: torch.Tensor, target_landmarks: 
 def _table_eval_set(table, feats: torch.Tensor) -> tuple:
     """Inputs of a table (its input rows) and their targets, as :func:`evaluate_losses` arguments."""
     m = table.input_mask
-    p = table.person[m]
+    p = table.target_index[m]
     return (feats[m], table.target_landmarks[p], table.target_textures[p], table.images[table.target_row[p]])
 
 
@@ -237,12 +239,17 @@ class Trainer:
             self.tables = dict(tables)
         else:  # the main process prepares (a streamed data set's store is built once), the others then read it
             load = lambda: data.load_tables(cfg.dataset, cfg.size, cfg.eval_splits, mirror=cfg.mirror,  # noqa: E731
-                                            data_root=cfg.data_root, **cfg.data_options)
+                                            data_root=cfg.data_root, inputs=cfg.training_inputs,
+                                            **cfg.data_options)
             self.tables = load() if procs.main else None
             procs.barrier()
             if not procs.main:
                 self.tables = load()
         table = self.tables["train"]
+        if table.training_inputs != cfg.training_inputs:
+            raise InputError(f"the training table holds {table.training_inputs!r} inputs but config.training_inputs "
+                             f"is {cfg.training_inputs!r}; load the tables with inputs={cfg.training_inputs!r} "
+                             "(normface_lib.data.load_tables) or change the config.")
         if table.images.shape[-1] != cfg.size:
             raise InputError(f"the training table has {table.images.shape[-1]}-px crops but config.size is "
                              f"{cfg.size}.")
@@ -313,13 +320,15 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- resume
     def resume(self) -> int:
         """Load ``checkpoint/`` into the decoder, optimizer, schedule, scaler and RNGs; return the step to go on from.
-        Raises :class:`InputError` when the checkpoint was made by another config or process count."""
+        Raises :class:`InputError` when the checkpoint was made by another config (runtime fields,
+        :data:`~normface_lib.training.config.RUNTIME_FIELDS`, may differ) or process count."""
         ck = load_checkpoint(self.ckpt_dir, model=self.decoder, map_location=self.device)
         saved = TrainConfig.from_dict(ck.config)
-        if saved != self.config:
-            diff = {k: (v, getattr(self.config, k)) for k, v in dataclasses.asdict(saved).items()
-                    if getattr(self.config, k) != v}
-            raise InputError(f"resume with a different config than the checkpoint's: {diff}; use the same config.")
+        diff = {k: (v, getattr(self.config, k)) for k, v in dataclasses.asdict(saved).items()
+                if k not in RUNTIME_FIELDS and getattr(self.config, k) != v}
+        if diff:
+            raise InputError(f"resume with a different config than the checkpoint's: {diff}; use the same config "
+                             f"(only {', '.join(RUNTIME_FIELDS)} may differ).")
         self.decoder.train()
         self.opt.load_state_dict(ck.optimizer_state)
         self.sched.load_state_dict(ck.extra["scheduler"])
@@ -381,7 +390,7 @@ class Trainer:
                 rows = default_collate([table[int(k)] for k in i])
             parts = [self._encode_rows(rows)]
         else:
-            p = table.person[i]
+            p = table.target_index[i]
             parts = [{"features": self.features["features"][i], "embedding": self.features["embeddings"][i],
                       "target_landmarks": table.target_landmarks[p], "target_texture": table.target_textures[p],
                       "target_image": table.images[table.target_row[p]]}]
@@ -403,7 +412,9 @@ class Trainer:
         try:
             return self.net(features)
         except Exception as e:  # noqa: BLE001 - any compiler failure; a real error fails again just below
-            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            why = (lines[-1] if lines else "no message")[:200]  # compilers put the cause last
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {why}); "
                           "training goes on without it (set compile=false to skip trying).", RuntimeWarning)
             self.net = self.eager_net
             return self.net(features)

@@ -26,7 +26,7 @@ def built(folder, tmp_path_factory):
     store_dir = tmp_path_factory.mktemp("store") / "s"
     store = data.FaceStore(data.folder_photos(folder), S, store_dir=store_dir, shard_size=6, workers=2,
                            progress=False).build()
-    return store, data.stream_tables(store, mirror=True, n_unseen_people=1, n_unseen_photos=1)
+    return store, data.stream_tables(store, mirror=True, n_unseen_people=1, n_unseen_photos=1, inputs="paired")
 
 
 @pytest.mark.slow
@@ -61,6 +61,30 @@ def test_store_rows_are_the_aligned_photos(folder, built):
         assert torch.equal(sample.images[k], train.images[j])
         assert sample.people[int(sample.person[k])] == train.people[int(train.person[j])]
     assert torch.equal(train.sample_rows(5, seed=3), train.sample_rows(5, seed=3))
+
+
+@pytest.mark.slow
+def test_streamed_frontal_neutral_tables_map_each_input_to_itself(built):
+    """The paper's training on a streamed data set: the training rows are the frontal, neutral photos (or a person's
+    single best one), each its own target (mirror images included); the other photos are unseen photos."""
+    store, paired = built
+    tables = data.stream_tables(store, mirror=True, n_unseen_people=1)
+    train, uph = tables["train"], tables["unseen_photos"]
+    assert train.training_inputs == "frontal_neutral" and paired["train"].training_inputs == "paired"
+    n = len(train) // 2
+    assert len(train.target_row) == 2 * n and torch.equal(train.target_index, torch.arange(2 * n))
+    for i in (0, n - 1, n):
+        row = train[i]
+        assert torch.equal(row["target_image"], train.images[i])
+        assert torch.equal(row["target_landmarks"], train.landmarks[i])
+    passed = fc.is_frontal_neutral(train.landmarks[:n])
+    people = {train.people[int(p)] for p in train.person[:n][~passed]}
+    assert all(int((train.person[:n] == train.people.index(q)).sum()) == 1 for q in people)  # fallbacks: one photo
+    ins = {i for i, m in zip(uph.photo_ids, uph.input_mask) if m}
+    assert not ins & set(train.photo_ids) and len(ins) + n == 4 * 4  # 4 training people × 4 photos
+    sample = train.materialize(torch.tensor([0, n]))
+    assert sample.training_inputs == "frontal_neutral"
+    assert torch.equal(sample[1]["target_image"], train.images[n]) and len(sample.target_row) == 2
 
 
 @pytest.mark.slow

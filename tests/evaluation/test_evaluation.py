@@ -109,6 +109,38 @@ def test_embedding_and_pixel_spread_by_hand():
     assert ev.pixel_spread(imgs, p).tolist() == [0.5, 0.0]
 
 
+def test_pixel_identity_contrast_by_hand():
+    g = torch.Generator().manual_seed(0)
+    person = torch.arange(6).repeat_interleave(4)
+    faces = torch.rand(6, 3, 8, 8, generator=g)[person] * 0.6 + 0.2 * torch.rand(24, 3, 8, 8, generator=g)
+    same = ev.pixel_identity_contrast(faces, faces, person, n_boot=200)
+    assert same["value"] == pytest.approx(1.0) and same["ci"][0] == pytest.approx(1.0)  # doing nothing scores 1
+    flat = ev.pixel_identity_contrast(faces.mean(0, keepdim=True).expand_as(faces), faces, person, n_boot=200)
+    assert flat["value"] == 0.0 and flat["outputs_ratio"] == 0.0  # one face for everyone: a collapse scores 0
+    shrunk = ev.pixel_identity_contrast(0.2 * faces + 0.8 * faces.mean(0, keepdim=True), faces, person, n_boot=200)
+    assert shrunk["value"] == pytest.approx(1.0)  # a global contrast change keeps the ratio
+    means = torch.stack([faces[person == p].mean(0) for p in range(6)])[person]
+    noisy = (means + 0.02 * torch.randn(faces.shape, generator=g)).clamp(0, 1)  # consistent within a person, distinct between
+    sharp = ev.pixel_identity_contrast(noisy, faces, person, n_boot=200)
+    assert sharp["value"] > 5 and sharp["ci"][0] <= sharp["value"] <= sharp["ci"][1] and sharp["n_people"] == 6
+    # by hand: 2 people, 2 photos each, one pixel value per photo
+    x = torch.tensor([0.0, 0.1, 0.5, 0.6]).reshape(4, 1, 1, 1).expand(4, 3, 1, 1)
+    r = ev.pixel_identity_ratio(x, torch.tensor([0, 0, 1, 1]))  # within 0.0025, between 0.0625
+    assert float(r[0]) == pytest.approx(25.0)
+    # strata (folds whose models differ): a constant output per fold, different between folds, is still no contrast
+    fold = person // 3
+    per_fold_mean = torch.stack([faces[fold == f].mean(0) for f in range(2)])[fold]
+    strat = ev.pixel_identity_contrast(per_fold_mean, faces, person, n_boot=200, strata=fold)
+    assert strat["value"] == 0.0 and ev.pixel_identity_contrast(per_fold_mean, faces, person, n_boot=50)["value"] > 1
+    assert ev.pixel_identity_contrast(faces, faces, person, n_boot=50, strata=fold)["value"] == pytest.approx(1.0)
+    with pytest.raises(InputError, match="strata"):
+        ev.pixel_identity_ratio(faces, person, strata=torch.arange(24) % 2)  # a person split across strata
+    with pytest.raises(InputError, match="same shape"):
+        ev.pixel_identity_contrast(faces[:3], faces, person)
+    with pytest.raises(InputError, match="at least 2 people"):
+        ev.pixel_identity_ratio(faces[:4], person[:4])
+
+
 def test_landmark_error_normalised_by_eye_distance():
     t = torch.zeros(1, 68, 2)
     t[0, 36:42, 0] = 10.0

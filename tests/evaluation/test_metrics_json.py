@@ -89,3 +89,29 @@ def test_every_number_is_finite(metrics):
     assert len(found) > 100
     bad = [w for w, v in found if not math.isfinite(v)]
     assert not bad, bad[:10]
+
+
+def test_results_contract(metrics):
+    """What other tools may read: the training setup, the paired ablation over seeds, the learning curve, Figure 12
+    in squared L2, and the pixel identity contrast of every method with its interval."""
+    assert metrics["training_inputs"] == "frontal_neutral"
+    paired = metrics["ablations"]["paired"]
+    assert len(paired["seeds"]) >= 3 and paired["verdict"] in ("better", "worse",
+                                                               "no difference detectable with this data")
+    for v in paired["verdicts"].values():
+        assert v["ci"][0] <= v["ci"][1] and len(v["per_seed"]) == len(paired["seeds"])
+    curve = metrics["learning_curve"]
+    assert isinstance(curve, list) and {c["n_identities"] for c in curve} >= {4, 32}
+    for c in curve:
+        assert isinstance(c["morphs"], bool)
+        for per_k in c["metrics"].values():
+            for v in per_k.values():
+                assert v["ci"][0] - 1e-4 <= v["mean"] <= v["ci"][1] + 1e-4
+    assert metrics["fig12"]["units"] == "squared_l2"
+    contrast = metrics["pixel_identity_contrast"]
+    assert set(contrast) == set(METHODS)
+    for m, v in contrast.items():
+        assert v["ci"][0] - 1e-4 <= v["value"] <= v["ci"][1] + 1e-4, m
+    assert contrast["mean_face"]["value"] == 0  # one output for everyone: no contrast at all
+    assert metrics["kfold"]["n_people"] == 40
+

@@ -197,11 +197,12 @@ def test_pose_measures_and_score():
 def test_mean_shape_and_registration():
     from normface_lib import data
 
-    table = data.load_orl_table("train", 112)
+    table = data.load_orl_table("train", 112, inputs="paired")  # one target per person: the 32 targets
     tl, tex, ms = table.target_landmarks, table.target_textures, table.mean_shape
     assert torch.allclose(fc.mean_shape(tl[:32], symmetric=True, size=112), ms, atol=1e-4)
     assert torch.allclose(fc.mirror_landmarks(ms, 112), ms, atol=1e-4)  # symmetric
-    assert torch.allclose(fc.load_mean_shape(112), ms, atol=1e-3)  # the committed file is this mean shape
+    # the committed file is this mean shape up to the change of 4 targets since it was made (tests/data/test_data.py)
+    assert (fc.load_mean_shape(112) - ms).norm(dim=-1).max() < 0.25
     # backward map of the registration: mean-shape pixel i samples the crop at landmarks[i]
     back = warp.warp_points(ms, tl, ms, size=(112, 112))
     assert (back - tl).norm(dim=-1).mean() < 0.1

@@ -17,19 +17,24 @@ from normface_lib.training import PROFILES, TrainConfig, param_checksum, profile
 
 
 def subset_table(table, people):
-    """The rows of ``people`` (indices into table.people) as a new FaceTable."""
+    """The rows of ``people`` (indices into table.people) as a new FaceTable, with their targets (per person, or per
+    row in a table of the paper's frontal, neutral training)."""
     from normface_lib.data import FaceTable
     people = list(people)
     keep = torch.isin(table.person, torch.tensor(people))
     rows = torch.nonzero(keep).flatten()
     new_index = {p: i for i, p in enumerate(people)}
     row_map = {int(r): i for i, r in enumerate(rows)}
+    ents = people if table.target_of is None else sorted(set(table.target_index[rows].tolist()))
+    ent_map = {e: i for i, e in enumerate(ents)}
+    target_of = None if table.target_of is None else torch.tensor([ent_map[int(e)] for e in table.target_of[rows]])
     return FaceTable(table.images[rows], table.landmarks[rows],
                      torch.tensor([new_index[int(p)] for p in table.person[rows]]),
                      [table.photo_ids[int(r)] for r in rows],
-                     torch.tensor([row_map[int(table.target_row[p])] for p in people]),
-                     table.target_landmarks[people], table.target_textures[people], table.mean_shape,
-                     [table.people[p] for p in people], table.input_mask[rows], source="test subset")
+                     torch.tensor([row_map[int(table.target_row[e])] for e in ents]),
+                     table.target_landmarks[ents], table.target_textures[ents], table.mean_shape,
+                     [table.people[p] for p in people], table.input_mask[rows], source="test subset",
+                     target_of=target_of)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +71,21 @@ def test_profiles_and_config_validation():
         TrainConfig(schedule="linear")
     with pytest.raises(InputError, match="unknown"):
         TrainConfig.from_dict({"stepz": 3})
+    # both profiles train as the paper does: frontal, neutral inputs, each mapped to itself
+    assert q.training_inputs == p.training_inputs == "frontal_neutral"
+    with pytest.raises(InputError, match="training_inputs"):
+        TrainConfig(training_inputs="everything")
+
+
+def test_the_training_table_must_match_the_configured_inputs(tmp_path, tables):
+    """A config that says the paper's setup never trains silently on a paired table, and the reverse."""
+    assert tables["train"].training_inputs == "frontal_neutral"
+    with pytest.raises(InputError, match="training_inputs"):
+        train(tiny_config(training_inputs="paired"), tmp_path / "a", progress=False, tables=tables)
+    from normface_lib.data import load_orl_table
+    paired = load_orl_table("train", size=32, inputs="paired", mean_shape=tables["train"].mean_shape)
+    with pytest.raises(InputError, match="'paired' inputs"):
+        train(tiny_config(), tmp_path / "b", progress=False, tables={"train": subset_table(paired, [0, 1])})
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -154,6 +174,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, full_run, 
     assert resumed["eval"]["unseen_people"] == full["eval"]["unseen_people"]
     with pytest.raises(InputError, match="different config"):
         train(tiny_config(lr=1e-2), out, progress=False, tables=tables, resume=True)
+    # where and how fast a run goes may change between sessions (runtime fields): resuming is allowed
+    again = train(tiny_config(num_threads=1, data_workers=0), out, progress=False, tables=tables, resume=True)
+    assert again["steps_done"] == full["steps_done"]
 
 
 @pytest.mark.slow
