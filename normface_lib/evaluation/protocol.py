@@ -101,7 +101,8 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
     Returns:
         ``{condition: {judge: {"metrics": {method: {metric: float}}, "ci": {method: {metric: [lo, hi]}}}}``, plus
         ``"invariance"`` per condition and judge, ``"pixel_spread"`` and ``"pixel_identity_contrast"`` (method →
-        :func:`~normface_lib.evaluation.metrics.pixel_identity_contrast` against the clean inputs) per condition,
+        :func:`~normface_lib.evaluation.metrics.pixel_identity_contrast` against the clean inputs; ``None`` when the
+        photos show fewer than 2 people) per condition,
         ``"landmarks"`` (clean), and ``"_details"`` when asked.
     """
     res: dict = {}
@@ -139,6 +140,7 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
             res[cond][j] = block
         pin, pout = pixel_spread(x, person), pixel_spread(outs["normface"]["image"], person)
         res[cond]["pixel_spread"] = {"input": float(pin.mean()), "normface": float(pout.mean())}
+        res[cond]["pixel_identity_contrast"] = None  # it compares people: undefined for one person
         if int(person.unique().numel()) >= 2:  # against the clean aligned inputs, whatever the condition
             res[cond]["pixel_identity_contrast"] = {
                 m: pixel_identity_contrast(outs[m]["image"], images, person, n_boot=n_boot, seed=seed) for m in methods}
@@ -177,7 +179,7 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
         ``{"profile", "judge" (independent), "trained_encoder", "clean": {method: {rank1, frac_below_threshold,
         mean_distance}}, "hard": {...}, "invariance": {"spread_in", "spread_out"}, "ci": {...},
         "trained_judge": {"clean", "hard"}, "thresholds", "landmarks", "pixel_spread", "pixel_identity_contrast"
-        (clean, method → ``{"value", "ci", ...}``), "training_inputs" (what the decoder was trained on), "info",
+        (clean, method → ``{"value", "ci", ...}``; ``None`` with one unseen person), "training_inputs" (what the decoder was trained on), "info",
         "unseen_photos" (if given), "lfw" (if given)}``; all numbers are Python floats.
     """
     t0 = time.perf_counter()

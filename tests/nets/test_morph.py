@@ -77,7 +77,9 @@ def test_random_morphs_seeded(table):
     m3 = morph.random_morphs(table, 5, 4)
     assert torch.equal(m1.images, m2.images) and torch.equal(m1.pairs, m2.pairs)
     assert not torch.equal(m1.pairs, m3.pairs)
-    assert bool((m1.pairs[:, 0] != m1.pairs[:, 1]).all()) and int(m1.pairs.max()) < len(table.people)
+    # the faces blended are the table's targets: under the paper's training every frontal, neutral row is its own
+    assert len(table.target_row) == len(table) > len(table.people)
+    assert bool((m1.pairs[:, 0] != m1.pairs[:, 1]).all()) and int(m1.pairs.max()) < len(table.target_row)
     assert bool(((m1.alpha >= 0) & (m1.alpha < 1)).all())
     assert m1.images.shape == (5, 3, 64, 64) and m1.textures.shape == (5, 3, 64, 64)
     i, j = m1.pairs[0]

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def people(tmp_path_factory):
-    """6 people × 5 jittered ORL photos: with one person held out and 2 unseen photos each, 5 × 3 training photos
-    (30 rows with their mirror images), enough for the paper profile's batch of 32 (24 real rows + 8 morphs)."""
-    return write_person_folder(tmp_path_factory.mktemp("people") / "photos", people=6, photos_per_person=5, seed=2)
+    """6 people × 8 jittered ORL photos: with one person held out, the 5 training people's frontal, neutral photos
+    (15 of their 40 pass the limits) train, 30 rows with their mirror images: enough for the paper profile's batch
+    of 32 (24 real rows + 8 morphs)."""
+    return write_person_folder(tmp_path_factory.mktemp("people") / "photos", people=6, photos_per_person=8, seed=2)
 
 
 @pytest.fixture()
@@ -45,7 +46,8 @@ def test_paper_profile_trains_on_a_person_folder(people, cache, tmp_path):
     assert s["config"]["identity_every"] == 1 and s["config"]["morphs"] == "online" and s["config"]["compile"]
     assert s["parameters"]["total"] > 50_000_000  # the paper's full-width decoder
     assert set(s["eval"]) == {"train", "unseen_people", "unseen_photos"}
-    assert s["eval"]["train"]["sampled_from"] == 30 and s["eval"]["unseen_people"]["sampled_from"] == 5
+    assert s["eval"]["train"]["sampled_from"] == 30 and s["eval"]["unseen_people"]["sampled_from"] == 8
+    assert s["config"]["training_inputs"] == "frontal_neutral"
     assert all(torch.isfinite(torch.tensor(v)) for v in s["last_losses"].values())
     model = NormFace.from_pretrained(run, device="cpu")
     out = model.normalize(people / "p00000" / "0000.jpg")
