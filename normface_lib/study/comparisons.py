@@ -18,8 +18,9 @@ MEASURES = {"rank1": ("rank-1", True), "frac_below_threshold": ("fraction below 
             "mean_distance": ("mean distance", False)}
 BASELINE_LABELS = {"mean_face": "the mean face", "nearest_identity": "the nearest training identity",
                    "linear": "the linear map", "align_only": "align-only"}
-ABLATION_LABELS = {"paired": "the run trained paired (every photo to its person's frontal target)", "dlib-resnet": "the run on dlib-ResNet features", "no-identity-loss": "the run without the "
-                   "identity loss", "no-warp": "the run without the warp"}
+ABLATION_LABELS = {"paired": "the run trained paired (every photo to its person's frontal target)",
+                   "dlib-resnet": "the run on dlib-ResNet features", "no-identity-loss": "the run without the identity "
+                   "loss", "no-warp": "the run without the warp"}
 
 
 def to_numpy(x) -> np.ndarray:

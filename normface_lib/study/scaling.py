@@ -117,13 +117,14 @@ def learning_curve(profile: str, size: int, steps: int, train_run: Callable, roo
     study's ``reference`` ablation run. Returns a list of ``{"n_identities", "morphs", "n_train_photos", "metrics":
     {judge: {measure: {"mean", "ci"}}}, "pixel_identity_contrast": {...}}``."""
     ref = ablation_configs(profile, steps=steps, seed=seed)["reference"]
+    everyone = len(data.orl_splits()["train_people"])
     out = []
     for n in people:
         tables = data.load_tables("orl", size, splits=("unseen_people",), mirror=True,
-                                  **({} if n >= 32 else {"n_train_people": n}))
+                                  **({} if n >= everyone else {"n_train_people": n}))
         for mo in morphs:
             over = {} if mo == ref.morphs else {"morphs": mo}
-            if n < 32:
+            if n < everyone:
                 over["data_options"] = {"n_train_people": n}
             cfg = profile_config(profile, **{**ref.to_dict(), **over})
             name = "reference" if not over else f"curve-n{n}-{mo}"
@@ -140,9 +141,9 @@ def learning_curve(profile: str, size: int, steps: int, train_run: Callable, roo
 
 def curve_fit(curve: Sequence[Mapping], judge: str, measure: str = "rank1", morphs: bool = True) -> dict:
     """A straight line of ``measure`` against log2(identities) over the learning curve's points (one setting of
-    morphs): slope per doubling, and whether the points support extrapolating it (every step up in identities
-    improved the measure and the slope is positive). The points are single runs: a reader should take the slope as
-    descriptive."""
+    morphs): slope per doubling, R², and whether the points support extrapolating it (every step up in identities
+    improved the measure, the slope is positive and R² ≥ 0.9). The points are single runs: a reader should take the
+    slope as descriptive."""
     pts = sorted((c["n_identities"], c["metrics"][judge][measure]["mean"]) for c in curve if c["morphs"] == morphs)
     x, y = np.log2([p[0] for p in pts]), np.array([p[1] for p in pts])
     slope, intercept = np.polyfit(x, y, 1)
