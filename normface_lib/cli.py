@@ -9,174 +9,110 @@
     normface avatar PHOTO... -o OUTDIR [--checkpoint DIR]
     normface --version
 
-Every photo gets one line on stdout (with ``--json``, one JSON object), or an error line on stderr; the exit code is 1
-when any photo failed, 2 for a usage error. Without ``--checkpoint`` the quick profile's model is used, trained on
-first use (a few minutes on a CPU, with a progress bar). Nothing is overwritten without ``--force``, and nothing is
-ever written onto an input photo; two photos with the same name get distinct outputs (``name.png``, ``name-2.png``).
+Every photo gets one line on stdout (with ``--json``, one JSON object), or an error line on stderr (with ``--json``
+also an ``{"photo", "error"}`` object on stdout), printed as soon as the photo (its batch) is done; the exit code is 1
+when any photo failed, 2 for a usage error. An error of the whole run is one ``error: ...`` line naming what it
+concerns (with ``--json`` also ``{"error": ...}``). Without ``--checkpoint`` the quick profile's model is used,
+trained on first use (a few minutes on a CPU, with a progress bar). Nothing is overwritten without ``--force``,
+nothing is ever written onto an input photo, and every file of a run gets its own name (``name.png``,
+``name-2.png``...; :class:`~normface_lib.cli_outputs.Outputs`). The output folder is checked writable before the
+model loads.
 ``torchrun --nproc_per_node N -m normface_lib.cli train ...`` trains with DDP (output from the first process only).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-from PIL import Image
 from tqdm import tqdm
 
 from . import __version__
 from .apps.avatar import export_obj, fit_mesh
 from .apps.colour import correct_photo
-from .core.errors import InputError, NormFaceError, OverwriteError
-from .core.resources import atomic_write
-from .data import DATASETS
-from .faces import load_image, side_by_side, to_uint8_hwc
-from .pipeline import NormFace
-from .training import PROFILES, profile_config, train
-
-#: Suffixes taken as photos inside a folder given as input (what PIL reads).
-IMAGE_SUFFIXES = frozenset(e.lower() for e in Image.registered_extensions())
-
-
-# ---------------------------------------------------------------------------------------------- inputs and outputs
-def expand_inputs(inputs: Sequence[str], recursive: bool = False) -> list[str]:
-    """Photos named on the command line: files as given, folders as the image files in them (``recursive``: in
-    their sub-folders too; hidden files left out), quoted globs expanded. Missing files stay in the list (they are
-    reported per photo)."""
-    out: list[str] = []
-    for x in inputs:
-        p = Path(x)
-        if p.is_dir():
-            found = p.rglob("*") if recursive else p.glob("*")
-            out += sorted(str(f) for f in found if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
-        elif not p.exists() and glob.has_magic(x):
-            out += sorted(glob.glob(x, recursive=recursive))
-        else:
-            out.append(x)
-    return out
+from .cli_outputs import (IMAGE_SUFFIXES, PHOTO_FAILURES, Outputs, Report, emit, expand_inputs,  # noqa: F401
+                          release_memory, shown, steady_memory)
+from .core.errors import InputError, NormFaceError
+from .data import DATASETS, TRAINABLE
+from .faces import load_image, side_by_side
+from .nets.checkpoint import find_checkpoint, steps_left
+from .pipeline import OFFLINE_DATASETS, NormFace, default_checkpoint
+from .training import CHECKPOINT_NAME, PROFILES, profile_config, train
 
 
-class Outputs:
-    """Where each photo's files go: ``OUTDIR/<name><suffix>``, one distinct name per photo (a second ``photo.jpg``
-    from another folder becomes ``photo-2``), never a path that is one of the input photos, written atomically and
-    only over an existing file with ``--force``."""
-
-    def __init__(self, folder: str | os.PathLike, photos: Sequence[str], force: bool):
-        self.folder = Path(folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise InputError(f"-o {self.folder}: a file is in the way; the output must be a folder.") from None
-        except OSError as e:
-            raise InputError(f"-o {self.folder}: cannot create the output folder ({e.strerror}); choose another "
-                             "-o.") from None
-        self.force = force
-        self.inputs = {self._key(p) for p in photos}
-        self.names: dict[int, str] = {}
-        taken: set[str] = set()
-        for k, photo in enumerate(photos):
-            stem, n = Path(photo).stem, 1
-            name = stem
-            while name in taken:
-                n += 1
-                name = f"{stem}-{n}"
-            taken.add(name)
-            self.names[k] = name
-
-    @staticmethod
-    def _key(p) -> str:
-        return os.path.realpath(os.path.abspath(p))
-
-    def paths(self, k: int, suffixes: Sequence[str]) -> list[Path]:
-        """The files photo ``k`` will write, checked before any work: none may be an input photo, none may exist
-        unless ``--force``."""
-        targets = [self.folder / f"{self.names[k]}{s}" for s in suffixes]
-        for t in targets:
-            if self._key(t) in self.inputs:
-                raise InputError(f"{t} is one of the input photos; writing there would destroy it, with or without "
-                                 "--force. Choose another -o folder.")
-            if os.path.lexists(t) and not self.force:
-                raise OverwriteError(f"{t} exists; pass --force to overwrite it or choose another -o folder.")
-        return targets
-
-    def save_png(self, image: torch.Tensor, path: Path) -> Path:
-        """Write ``[3,H,W]`` float in ``[0,1]`` as a PNG, atomically."""
-        arr = to_uint8_hwc(image)
-        return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"), overwrite=self.force)
-
-
-def _report(photos: Sequence[str], results: Sequence, line: Callable[[str, Any], str | dict],
-            as_json: bool = False) -> int:
-    """Print one line (or JSON object) per photo and each error; return the number of failures."""
-    failures = 0
-    for photo, res in zip(photos, results):
-        if isinstance(res, BaseException):
-            failures += 1
-            if as_json:
-                print(json.dumps({"photo": photo, "error": f"{type(res).__name__}: {res}"}), flush=True)
-            print(f"{photo}: error: {res}", file=sys.stderr, flush=True)
-        else:
-            out = line(photo, res)
-            print(json.dumps(out) if as_json else out, flush=True)
-    return failures
-
-
-PHOTO_FAILURES = (NormFaceError, OSError, ValueError)
-
-
-def _each(photos: Sequence[str], work: Callable[[int, str], Any], quiet: bool) -> list:
-    """``work(k, photo)`` for every photo, with a progress bar on a terminal; a photo's error is its result."""
-    results = []
-    for k, photo in enumerate(tqdm(photos, desc="photos", unit="photo", disable=True if quiet else None,
-                                   file=sys.stderr)):
-        try:
-            results.append(work(k, photo))
-        except PHOTO_FAILURES as e:
-            results.append(e)
-    return results
+# ---------------------------------------------------------------------------------------------- shared steps
+def _photos(args, report: Report) -> list[str]:
+    """The photos of ``args.photos``; what cannot be a photo is reported at once (a failure each); none at all is
+    an error."""
+    problems: list[tuple[str, str]] = []
+    photos = expand_inputs(args.photos, args.recursive, problems)
+    for path, message in problems:
+        report.failed(path, message)
+    if not photos:
+        raise InputError(f"no photos found in {' '.join(args.photos)}; give photo files, folders of photos or quoted "
+                         "globs.")
+    return photos
 
 
 def _load_model(args) -> NormFace:
-    """The model of ``--checkpoint`` (a folder or a hub id), else the quick profile's, trained on first use."""
+    """The model of ``--checkpoint`` (a folder or a hub id), else the profile's, trained on first use when the
+    profile's data ships with normface (quick); the others must be trained first (``normface train``)."""
     with contextlib.redirect_stdout(sys.stderr):  # status lines never mix with the results on stdout
         if args.checkpoint:
             return NormFace.from_pretrained(args.checkpoint, device=args.device)
+        config = profile_config(args.profile)
+        path = default_checkpoint(args.profile)
+        found = find_checkpoint(path / CHECKPOINT_NAME) or find_checkpoint(path)
+        if config.dataset not in OFFLINE_DATASETS and (found is None or steps_left(found)):
+            raise InputError(f"no trained {args.profile!r} model in {path}; normface trains only the quick model "
+                             f"on first use (the {args.profile} one needs the {config.dataset} data set and hours). "
+                             f"Pass --checkpoint DIR (a model folder or a hub id), or train it first: normface train "
+                             f"--profile {args.profile} --data-root DIR --out {path}")
         return NormFace.from_profile(args.profile, device=args.device, progress=not args.quiet)
+
+
+def _run(args, photos: list[str], outputs: Outputs, report: Report,
+         work: Callable[[NormFace, list[int]], None], batch: int = 1) -> int:
+    """Load the model, then ``work(model, ks)`` for photos ``ks`` in batches, with a progress bar on a terminal;
+    each batch's lines are printed when it is done (``work`` reports them). ``outputs`` is closed at the end."""
+    steady_memory()
+    try:
+        model = _load_model(args)
+        bar = tqdm(total=len(photos), desc="photos", unit="photo", disable=True if args.quiet else None,
+                   file=sys.stderr)
+        for start in range(0, len(photos), batch):
+            ks = list(range(start, min(start + batch, len(photos))))
+            work(model, ks)
+            release_memory()  # nothing of the batch is kept: memory stays flat in the number of photos
+            bar.update(len(ks))
+        bar.close()
+    finally:
+        outputs.close()
+    return report.exit_code
+
+
+def _each(photos: list[str], report: Report, one: Callable[[NormFace, int, str], str]):
+    """``work`` for :func:`_run` that handles one photo at a time: ``one(model, k, photo)`` returns its line."""
+    def work(model: NormFace, ks: list[int]) -> None:
+        for k in ks:
+            try:
+                line = one(model, k, photos[k])
+            except PHOTO_FAILURES as e:
+                report.failed(photos[k], e)
+            else:
+                report.done(line)
+    return work
 
 
 # ---------------------------------------------------------------------------------------------- verbs
 def cmd_normalize(args) -> int:
-    photos = expand_inputs(args.photos, args.recursive)
-    if not photos:
-        raise InputError(f"no photos found in {' '.join(args.photos)}.")
+    report = Report(args.json)
+    photos = _photos(args, report)
     outputs = Outputs(args.output, photos, args.force)
-    model = _load_model(args)
-    results: list = [None] * len(photos)
-    bar = tqdm(total=len(photos), desc="photos", unit="photo", disable=True if args.quiet else None, file=sys.stderr)
-    for start in range(0, len(photos), args.batch):
-        idx = list(range(start, min(start + args.batch, len(photos))))
-        planned = {}
-        for k in idx:  # check every output before any work: a refused photo costs nothing
-            try:
-                planned[k] = outputs.paths(k, [".png"])
-            except PHOTO_FAILURES as e:
-                results[k] = e
-        todo = [k for k in idx if k in planned]
-        for k, res in zip(todo, model.normalize_many([photos[k] for k in todo], batch=max(1, len(todo)),
-                                                              aligned=args.aligned)):
-            try:
-                results[k] = res if isinstance(res, Exception) else _write_faces(outputs, k, res, args.compare)
-            except PHOTO_FAILURES as e:
-                results[k] = e
-        bar.update(len(idx))
-    bar.close()
 
     def line(photo: str, written: list) -> str | dict:
         if args.json:
@@ -188,7 +124,26 @@ def cmd_normalize(args) -> int:
                  f"person at threshold {f.threshold:.3f})" for f, t in written]
         return f"{photo}: {len(written)} face{'s' if len(written) > 1 else ''} -> " + "; ".join(parts)
 
-    return 1 if _report(photos, results, line, args.json) else 0
+    def work(model: NormFace, ks: list[int]) -> None:
+        outcome: dict[int, Any] = {}
+        first = [".png", "_compare.png"] if args.compare else [".png"]
+        for k in ks:  # check every output before any work: a refused photo costs nothing
+            try:
+                outputs.paths(k, first)
+            except PHOTO_FAILURES as e:
+                outcome[k] = e
+        todo = [k for k in ks if k not in outcome]
+        for k, res in zip(todo, model.iter_normalize([photos[k] for k in todo], batch=max(1, len(todo)),
+                                                     aligned=args.aligned)):
+            try:
+                outcome[k] = res if isinstance(res, Exception) else line(photos[k], _write_faces(outputs, k, res,
+                                                                                                 args.compare))
+            except PHOTO_FAILURES as e:
+                outcome[k] = e
+        for k in ks:  # in input order, as soon as the batch is done; nothing of it is kept
+            report.failed(photos[k], outcome[k]) if isinstance(outcome[k], Exception) else report.done(outcome[k])
+
+    return _run(args, photos, outputs, report, work, args.batch)
 
 
 def _write_faces(outputs: Outputs, k: int, found: list, compare: bool) -> list:
@@ -219,6 +174,25 @@ def cmd_train(args) -> int:
         for split, ev in summary.get("eval", {}).items():
             print(f"  eval {split}: " + ", ".join(f"{m} {ev[m]:.4f}" for m in ("texture_l1", "image_l1",
                                                                                   "landmark_rmse_px")))
+    return 0
+
+
+def cmd_pack(args) -> int:
+    """A profile's data set as a portable training pack (:mod:`normface_lib.pack`)."""
+    from .data import read_manifest
+    from .pack import pack_profile
+
+    overrides = {k: v for k, v in dict(dataset=args.dataset, data_root=args.data_root, size=args.size).items()
+                 if v is not None}
+    out = pack_profile(args.out, args.profile, args.held_out, args.encoder_dtype, args.quality, args.force,
+                       **overrides)
+    m = read_manifest(out)
+    enc = m.get("encoder", {})
+    diff = enc.get("difference_from_fp32", {})
+    print(f"wrote {out}: {m['bytes'] / 2 ** 20:.1f} MiB, {m['size']}-px crops, "
+          + ", ".join(f"{k} {v['rows']} rows" for k, v in {**m["splits"], **m["held_out"]}.items())
+          + (f"; encoder {enc['file']} ({enc['dtype']}): embeddings within {diff['embedding_max']:.4f} (mean "
+             f"{diff['embedding_mean']:.4f}) of the original's on {diff['n_images']} ORL photos" if diff else ""))
     return 0
 
 
@@ -279,15 +253,15 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 def cmd_correct_colour(args) -> int:
     """Correct each photo's exposure (and, with a colour-trained model, white balance) from its normalized face."""
-    photos = expand_inputs(args.photos, args.recursive)
+    report = Report(getattr(args, "json", False))
+    photos = _photos(args, report)
     outputs = Outputs(args.output, photos, args.force)
-    model = _load_model(args)
-    kind = "auto" if model.renders_colour else "exposure"  # a grey model knows brightness, not colour
 
-    def work(k: int, photo: str) -> str:
+    def one(model: NormFace, k: int, photo: str) -> str:
         (target,) = outputs.paths(k, [".png"])
         image = load_image(photo, name=photo)
         face = model.normalize(image, name=photo)
+        kind = "auto" if model.renders_colour else "exposure"  # a grey model knows brightness, not colour
         res = correct_photo(image, face.input_landmarks, face.image, face.landmarks, kind=kind)
         outputs.save_png(res.corrected, target)
         gains = res.transform.matrix.diag().tolist()
@@ -298,16 +272,16 @@ def cmd_correct_colour(args) -> int:
             what = "exposure and white balance, RGB gains " + " ".join(f"x{g:.3f}" for g in gains)
         return f"{photo}: -> {target} ({what}; {int(res.mask.sum())} face pixels)"
 
-    return 1 if _report(photos, _each(photos, work, args.quiet), lambda p, r: r) else 0
+    return _run(args, photos, outputs, report, _each(photos, report, one))
 
 
 def cmd_avatar(args) -> int:
     """Fit the face mesh to each photo's normalized face and write OBJ + MTL + PNG texture."""
-    photos = expand_inputs(args.photos, args.recursive)
-    outputs = Outputs(args.output, photos, args.force)
-    model = _load_model(args)
+    report = Report(getattr(args, "json", False))
+    photos = _photos(args, report)
+    outputs = Outputs(args.output, photos, args.force, plain_names=True)  # OBJ and MTL name each other
 
-    def work(k: int, photo: str) -> str:
+    def one(model: NormFace, k: int, photo: str) -> str:
         obj, _, _ = outputs.paths(k, [".obj", ".mtl", ".png"])
         face = model.normalize(photo, name=photo)
         mesh = fit_mesh(face.landmarks, face.image)
@@ -316,7 +290,7 @@ def cmd_avatar(args) -> int:
                 f"vertices, {len(mesh.faces)} triangles, landmark fit {mesh.landmark_error:.2f} px; mesh: MediaPipe "
                 "canonical face model, Apache-2.0)")
 
-    return 1 if _report(photos, _each(photos, work, args.quiet), lambda p, r: r) else 0
+    return _run(args, photos, outputs, report, _each(photos, report, one))
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -373,6 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "public-domain portraits are always used)")
     r.set_defaults(func=cmd_reproduce)
 
+    k = sub.add_parser("pack", help="write a profile's data set as a portable training pack (crops, landmarks, split, "
+                       "encoder weights and features) that `train --dataset pack --data-root DIR` reads with torch, "
+                       "numpy and Pillow only")
+    k.add_argument("--out", required=True, metavar="DIR", help="a new folder for the pack")
+    k.add_argument("--profile", default="paper", choices=list(PROFILES))
+    k.add_argument("--dataset", default=None, choices=[n for n in TRAINABLE if n != "pack"],
+                   help="the data set to pack (default: the profile's)")
+    k.add_argument("--data-root", default=None, metavar="DIR", help="its folder, for the data sets that need one")
+    k.add_argument("--size", type=int, default=None, help="crop side (default: the profile's)")
+    k.add_argument("--held-out", nargs="*", default=["expressions"], metavar="SET",
+                   help="held-out sets to carry (default: expressions; orl is 400 more photos)")
+    k.add_argument("--encoder-dtype", default="int8", choices=["int8", "fp16", "fp32"],
+                   help="how the frozen encoder's weights travel (default int8, one scale per output channel)")
+    k.add_argument("--quality", type=int, default=92, help="JPEG quality of the crops (default 92)")
+    k.add_argument("--force", action="store_true", help="replace an existing pack at --out")
+    k.set_defaults(func=cmd_pack)
+
     for name, func, helptext, what in (
             ("correct-colour", cmd_correct_colour, "correct photos' exposure (and white balance, with a colour-trained "
              "model) from their normalized faces (largest face); one PNG per photo", "the corrected PNGs"),
@@ -387,9 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_args(t: argparse.ArgumentParser) -> None:
     """The profile, data and override flags ``train`` and ``reproduce`` share."""
     t.add_argument("--profile", default="quick", choices=list(PROFILES))
-    t.add_argument("--dataset", default=None, choices=sorted(DATASETS),
-                   help="override the profile's data set (quick: orl, shipped; paper: celeba, needs --data-root; "
-                   "folder: your own photos, one sub-folder per person, needs --data-root)")
+    t.add_argument("--dataset", default=None, choices=list(TRAINABLE),
+                   help="override the profile's data set (" + "; ".join(f"{n}: {DATASETS[n].summary}"
+                                                                        for n in TRAINABLE) + ")")
     t.add_argument("--data-root", default=None, metavar="DIR",
                    help="the folder that holds the data set (CelebA: the folder containing celeba/; folder: the "
                    "folder of person sub-folders); celeba and folder are preprocessed once into an on-disk store")
@@ -405,16 +396,23 @@ def _data_args(t: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "batch", 1) < 1:
-        print("error: --batch must be at least 1", file=sys.stderr)
+        emit("error: --batch must be at least 1", sys.stderr)
         return 2
+
+    def fail(message: str, code: int) -> int:
+        with contextlib.suppress(OSError):  # a closed stdout (| head) cannot take the line
+            if getattr(args, "json", False):  # stdout stays a stream of JSON objects, whatever happens
+                emit(json.dumps({"error": shown(message)}))
+        emit(f"error: {message}" if code != 130 else message, sys.stderr)
+        return code
+
     try:
         return int(args.func(args))
     except (NormFaceError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail(str(e), 1)
     except KeyboardInterrupt:
-        print("interrupted; files already written are complete, the others were not started", file=sys.stderr)
-        return 130
+        return fail("interrupted; the lines printed name every file written (each complete); the other photos were "
+                    "not written", 130)
 
 
 if __name__ == "__main__":

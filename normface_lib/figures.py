@@ -131,3 +131,51 @@ def plot_curves(log_rows: Sequence[dict], keys: Sequence[str], ax=None, smooth: 
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+#: Marker colour of a comparison by its verdict (see :mod:`normface_lib.study.verdicts`).
+VERDICT_COLOURS = {"better": "#2e7d32", "worse": "#c62828"}
+
+
+def forest_plot(series: dict, labels: Sequence[str], higher_is_better: bool, ax=None, xlabel: str = "difference",
+                title: str | None = None):
+    """Differences with their 95 % intervals, one row per label and one marker shape per series (e.g. clean and
+    hard photos), a zero line, and an arrow under the axis saying which side is better. Filled markers are findings
+    (the verdict "better" in green, "worse" in red); open grey markers: no difference detectable.
+
+    Args:
+        series: name → list of comparisons (dicts with ``difference``, ``ci`` ``[lo, hi]`` and ``verdict``, as the
+            seed study stores them), each list in the order of ``labels``.
+        labels: one per row. higher_is_better: whether a positive difference is the better side.
+        ax: axes to draw on (default: a new figure sized to the rows). xlabel, title: axis label and title.
+
+    Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 0.45 * len(labels) * max(1, len(series)) ** 0.5 + 1.2))
+    shapes = ("o", "s", "^", "D")
+    n = len(series)
+    for k, (name, comps) in enumerate(series.items()):
+        y = np.arange(len(comps)) + (k - (n - 1) / 2) * 0.22
+        for yi, c in zip(y, comps):
+            colour = VERDICT_COLOURS.get(c["verdict"], "#777777")
+            ax.plot([c["ci"][0], c["ci"][1]], [yi, yi], color=colour, lw=1.4)
+            ax.plot(c["difference"], yi, shapes[k % len(shapes)], color=colour, ms=6,
+                    mfc=colour if c["verdict"] in VERDICT_COLOURS else "white")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8.5)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel, fontsize=9)
+    lo, hi = ax.get_xlim()
+    ax.annotate("better →" if higher_is_better else "← better", xy=(0.98 if higher_is_better else 0.02, -0.22),
+                xycoords="axes fraction", ha="right" if higher_is_better else "left", fontsize=9, color="#2e7d32")
+    if n > 1:
+        from matplotlib.lines import Line2D
+
+        ax.legend([Line2D([], [], marker=shapes[k % len(shapes)], color="#333333", ls="") for k in range(n)],
+                  list(series), fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=9.5)
+    return ax

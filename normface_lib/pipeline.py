@@ -16,12 +16,15 @@ folder or a Hugging Face hub id (``"org/name"``, through ``huggingface_hub``; of
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
+import numpy as np
+import PIL.Image
 import torch
 
 from . import faces
@@ -29,6 +32,7 @@ from .core import resources
 from .core.checks import check_images
 from .core.errors import InputError, MissingWeightsError
 from .core.runtime import default_device
+from .data import DATASETS, encoder_options
 from .encoders import FaceEncoder, load_encoder
 from .nets import Decoder, load_checkpoint, save_checkpoint
 from .nets.checkpoint import find_checkpoint, steps_left
@@ -66,8 +70,8 @@ class NormalizedFace:
     box: torch.Tensor | None = None
 
 
-#: Training sets whose photos are grey.
-GREY_DATASETS = frozenset({"orl"})
+#: Training sets whose photos are grey (the data-set registry says so: :attr:`normface_lib.data.DataSet.channels`).
+GREY_DATASETS = frozenset(n for n, d in DATASETS.items() if d.channels == 1)
 #: Files a model folder holds (what :meth:`NormFace.from_pretrained` fetches from a hub repository).
 MODEL_FILES = ("config.json", "model.safetensors")
 
@@ -116,6 +120,37 @@ def _hub_folder(repo_id: str) -> Path:
         raise MissingWeightsError(f"{repo_id!r} is neither a local folder nor a Hugging Face hub model that could be "
                                   f"fetched ({type(e).__name__}: {e}). Offline, the hub cache must already hold it "
                                   "(HF_HUB_OFFLINE=1 reads only the cache).") from e
+
+
+#: Data sets training reads without a data folder (shipped in packages).
+OFFLINE_DATASETS = frozenset(n for n, d in DATASETS.items() if d.tables is not None and not d.needs_root)
+
+
+def _photo_iterable(photos) -> Iterator:
+    """The photos of :meth:`NormFace.normalize_many` as an iterator, refusing one photo passed alone."""
+    single = (str, bytes, bytearray, os.PathLike, PIL.Image.Image)
+    if isinstance(photos, single) or (isinstance(photos, torch.Tensor) and photos.dim() != 4) or \
+            (isinstance(photos, np.ndarray) and photos.ndim != 4):
+        raise InputError(f"photos must be a list of photos (paths, images, tensors), got one "
+                         f"{type(photos).__name__}; pass [photo] or use normalize() for one photo.")
+    try:
+        return iter(photos)
+    except TypeError:
+        raise InputError(f"photos must be a list (or another iterable) of photos, got {type(photos).__name__}.") \
+            from None
+
+
+def _names_list(names) -> list:
+    if isinstance(names, (str, bytes, os.PathLike)):
+        raise InputError(f"names must be a list with one name per photo, got one {type(names).__name__}.")
+    try:
+        names = list(names)
+    except TypeError:
+        raise InputError(f"names must be a list with one name per photo, got {type(names).__name__}.") from None
+    bad = [n for n in names if n is not None and not isinstance(n, str)]
+    if bad:
+        raise InputError(f"names must be strings (or None), got a {type(bad[0]).__name__}.")
+    return names
 
 
 class NormFace(torch.nn.Module):
@@ -172,13 +207,23 @@ class NormFace(torch.nn.Module):
             if not train_if_missing:
                 raise FileNotFoundError(f"No finished normface checkpoint in {path}; train one with `normface train "
                                         f"--profile {profile} --out {path}` or pass train_if_missing=True.")
-            if found is None:
-                print(f"no {profile} checkpoint in {path}: training one with the {profile!r} profile "
-                      f"({config.steps} steps; a few minutes on a CPU for 'quick')", flush=True)
-                train(config, path, progress=progress, force=True)
-            else:
-                print(f"the {profile} checkpoint in {path} is unfinished: resuming its training", flush=True)
-                train(config, path, progress=progress, resume=True)
+            if config.dataset not in OFFLINE_DATASETS and config.data_root is None:
+                raise FileNotFoundError(
+                    f"No finished {profile} checkpoint in {path}, and training one needs the {config.dataset!r} data "
+                    f"set: pass data_root=DIR (the command: normface train --profile {profile} --data-root DIR --out "
+                    f"{path}), or load a trained model with NormFace.from_pretrained(DIR).")
+            made = resources.missing_folders(path)
+            try:
+                if found is None:
+                    print(f"no {profile} checkpoint in {path}: training one with the {profile!r} profile "
+                          f"({config.steps} steps; a few minutes on a CPU for 'quick')", flush=True)
+                    train(config, path, progress=progress, force=True)
+                else:
+                    print(f"the {profile} checkpoint in {path} is unfinished: resuming its training", flush=True)
+                    train(config, path, progress=progress, resume=True)
+            except BaseException:
+                resources.remove_empty(made)  # a failed start leaves no empty run folder behind
+                raise
         model = cls.from_pretrained(path, device=device)
         want = config.to_dict()
         differs = sorted(k for k in want if k != "device" and model.config.get(k) != want[k])
@@ -224,13 +269,18 @@ class NormFace(torch.nn.Module):
         dev = default_device(device)
         ckpt = load_checkpoint(path, map_location=dev)
         config = ckpt.config or {}
-        encoder = load_encoder(config.get("encoder", "facenet-casia"), layer=config.get("encoder_layer"), device=dev)
+        encoder = load_encoder(config.get("encoder", "facenet-casia"), layer=config.get("encoder_layer"), device=dev,
+                               **encoder_options(config.get("dataset", ""), config.get("data_root")))
         return cls(ckpt.model.to(dev), encoder, config, ckpt.meta.get("identity_threshold"))
 
     def save_pretrained(self, folder: str | os.PathLike, force: bool = False) -> Path:
         """Write the model as a folder :meth:`from_pretrained` reads (``config.json`` + ``model.safetensors``, the
-        layout of a Hugging Face hub model repository; no optimizer state). Refuses to replace an existing model
-        unless ``force``. Returns the folder."""
+        layout of a Hugging Face hub model repository; no optimizer state). Returns the folder.
+
+        Never deletes a file it did not write: a new or empty folder is written; an existing model is replaced only
+        with ``force``; a folder holding anything else (a working folder, a hub repository clone) is refused unless
+        ``force``, which then writes only the model's files beside the others
+        (:func:`~normface_lib.nets.save_checkpoint`). Raises :class:`~normface_lib.core.errors.OverwriteError`."""
         return save_checkpoint(folder, self.decoder, self.config, force=force,
                                meta={"identity_threshold": self.calibration})
 
@@ -309,15 +359,17 @@ class NormFace(torch.nn.Module):
         out = self.normalize_crops(f.crop[None])
         return self._result(out, 0, f.crop, f.photo_landmarks, f.source)
 
-    def normalize_many(self, photos: Sequence, batch: int = 16, names: Sequence[str] | None = None,
+    def normalize_many(self, photos: Iterable, batch: int = 16, names: Sequence[str] | None = None,
                        aligned: bool = False) -> list[list[NormalizedFace] | Exception]:
         """Normalize many photos in batches: faster than one by one (detection is grouped by photo size, the
         networks run on up to ``batch`` faces at once).
 
         Args:
-            photos: paths, bytes, PIL images, arrays or tensors (as :meth:`normalize`).
-            batch: photos per batch.
-            names: how to call each photo in messages (default its path).
+            photos: a list (or any iterable, a generator included: it is read ``batch`` photos at a time) of paths,
+                bytes, PIL images, arrays or tensors (as :meth:`normalize`); a ``[B,3,H,W]`` tensor is ``B`` photos.
+                One photo (a path, a string, one image) is refused: pass ``[photo]`` or use :meth:`normalize`.
+            batch: photos per batch (a positive integer).
+            names: how to call each photo in messages (default its path): one per photo.
             aligned: the photos are canonical crops already (square, eyes and mouth where :mod:`normface_lib.faces`
                 puts them): no detection, each photo is one face.
 
@@ -325,14 +377,32 @@ class NormFace(torch.nn.Module):
             per photo, in input order, its normalized faces (largest first) or the error it raised (missing,
             unreadable, no face, not square...: :data:`normface_lib.faces.PHOTO_ERRORS`); one bad photo never stops
             the others.
+
+        Raises:
+            InputError: ``photos`` is one photo or not iterable, ``batch`` is not a positive integer, ``names`` has
+            another length than ``photos``.
         """
-        if not isinstance(batch, int) or batch < 1:
+        return list(self.iter_normalize(photos, batch=batch, names=names, aligned=aligned))
+
+    def iter_normalize(self, photos: Iterable, batch: int = 16, names: Sequence[str] | None = None,
+                       aligned: bool = False) -> Iterator[list[NormalizedFace] | Exception]:
+        """:meth:`normalize_many` one result at a time, as each batch is done (arguments and results the same): only
+        one batch of photos and results is held at once, so memory stays flat however many photos there are.
+        ``photos`` and ``batch`` are checked when it is called, ``names`` as the photos are read."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch must be a positive integer, got {batch!r}.")
-        results: list = []
-        for start in range(0, len(photos), batch):
-            chunk = list(photos[start:start + batch])
-            labels = [(names[start + k] if names else None) or faces.photo_label(p)
-                      for k, p in enumerate(chunk)]
+        items = _photo_iterable(photos)
+        names = None if names is None else _names_list(names)
+        if names is not None and hasattr(photos, "__len__") and len(names) != len(photos):
+            raise InputError(f"names has {len(names)} entries for {len(photos)} photos; give one name per photo.")
+        return self._iter_batches(items, batch, names, aligned)
+
+    def _iter_batches(self, items: Iterator, batch: int, names: list | None, aligned: bool) -> Iterator:
+        start = 0
+        while chunk := list(itertools.islice(items, batch)):
+            if names is not None and len(names) < start + len(chunk):
+                raise InputError(f"names has {len(names)} entries but photos has more; give one name per photo.")
+            labels = [(names[start + k] if names else None) or faces.photo_label(p) for k, p in enumerate(chunk)]
             found = self._aligned_crops(chunk, labels) if aligned else \
                 faces.faces_in_photos(chunk, self.size, labels, device=self.device)
             todo = [f for fs in found if not isinstance(fs, Exception) for f in fs]
@@ -341,12 +411,13 @@ class NormFace(torch.nn.Module):
             k = 0
             for fs in found:
                 if isinstance(fs, Exception):
-                    results.append(fs)
+                    yield fs
                     continue
-                results.append([self._result(out, k + i, f.crop, f.photo_landmarks, f.source, f.box)
-                                for i, f in enumerate(fs)])
+                yield [self._result(out, k + i, f.crop, f.photo_landmarks, f.source, f.box) for i, f in enumerate(fs)]
                 k += len(fs)
-        return results
+            start += len(chunk)
+        if names is not None and len(names) != start:
+            raise InputError(f"names has {len(names)} entries for {start} photos; give one name per photo.")
 
     def _aligned_crops(self, photos: list, labels: list[str]) -> list:
         """Photos that are canonical crops already, as one :class:`~normface_lib.faces.Face` each (or the error)."""

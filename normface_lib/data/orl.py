@@ -206,3 +206,19 @@ def write_mean_shape(path=None, force: bool = False, seed: int = 0) -> Path:
                                  description=f"mean of the canonical landmarks of the 32 ORL training targets (split seed "
                                              f"{seed}) and their mirror images; "
                                              "normface_lib.data.write_mean_shape()")
+
+
+def orl_people_table(size: int, mean_shape: torch.Tensor, online: bool = False) -> FaceTable:
+    """All 40 ORL people as held-out people (for a decoder trained on other data): all 10 photos of each (400 rows,
+    grey repeated to 3 channels), each person's target its most frontal, neutral photo (:func:`orl_frontal`),
+    registered onto ``mean_shape`` (``[68,2]`` crop pixels of side ``size``: the training mean shape)."""
+    size = check_size(size)
+    if tuple(mean_shape.shape) != (68, 2):
+        raise InputError(f"mean_shape must be [68,2] crop pixels, got {tuple(mean_shape.shape)}.")
+    images, lms, people, prefix = orl_landmarks(online)
+    targets = orl_frontal(online)["targets"]
+    names = [f"{prefix}/{p}" for p in people]
+    ids = [f"{names[r // 10]}/{r % 10 + 1}" for r in range(400)]
+    target_row = [p * 10 + targets[n] - 1 for p, n in enumerate(names)]
+    return make_table(images, lms, torch.arange(400) // 10, ids, names, torch.tensor(target_row), size,
+                      mean_shape=mean_shape, source=f"{prefix}: all 40 people, 10 photos each (held out)")

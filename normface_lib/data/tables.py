@@ -205,7 +205,9 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
         inputs: ``"frontal_neutral"`` (the paper: a training person's inputs are the photos in ``frontal``, each its
             own target) or ``"paired"`` (every photo but the unseen ones, mapped to the person's target).
         frontal: person → the keys of that person's frontal, neutral photos (must hold the target); needed for
-            ``"frontal_neutral"`` (see :func:`frontal_neutral_inputs`).
+            ``"frontal_neutral"`` (see :func:`frontal_neutral_inputs`). A person with an *empty* list has no
+            frontal, neutral photo: it can be held out, but is never a training person (listed under
+            ``"no_frontal"`` of the result; data sets with one photo per person use this).
         fold, n_folds: hold out fold ``fold`` (``0 ≤ fold < n_folds``) of a seeded partition of the people into
             ``n_folds`` near-equal folds: over the folds every person is unseen exactly once. With 40 people and 5
             folds, fold 0 holds out the same 8 people as ``n_unseen_people=8``.
@@ -214,8 +216,8 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
 
     Returns:
         ``{"train_people": [...], "unseen_people": [...], "unseen_photos": {person: [keys]}, "train_inputs":
-        {person: [keys]}, "targets": {...}, "inputs": inputs, "seed": seed, "fold": fold}``; person lists in the
-        order of ``photos``.
+        {person: [keys]}, "targets": {...}, "inputs": inputs, "seed": seed, "fold": fold, "no_frontal": [...]}``;
+        person lists in the order of ``photos``.
     """
     check_training_inputs(inputs)
     people = list(photos)
@@ -239,7 +241,7 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
         if frontal is None:
             raise InputError("training inputs 'frontal_neutral' need each person's frontal, neutral photos "
                              "(frontal=...; see frontal_neutral_inputs), or use inputs='paired'.")
-        bad = [p for p in people if targets[p] not in list(frontal.get(p, ()))]
+        bad = [p for p in people if frontal.get(p) and targets[p] not in list(frontal[p])]
         if bad:
             raise InputError(f"the target of {bad[:5]} is not among its frontal, neutral photos; a person's target "
                              "must be one of its training inputs (see frontal_neutral_inputs).")
@@ -252,6 +254,10 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
         held = set(perm[:n_unseen_people].tolist())
     unseen_people = [p for k, p in enumerate(people) if k in held]
     train_people = [p for k, p in enumerate(people) if k not in held]
+    no_frontal = []
+    if inputs == "frontal_neutral":
+        no_frontal = [p for p in train_people if not frontal.get(p)]
+        train_people = [p for p in train_people if frontal.get(p)]
     if n_train_people is not None:
         if not isinstance(n_train_people, (int, np.integer)) or not 1 <= n_train_people <= len(train_people):
             raise InputError(f"n_train_people must be an int in [1, {len(train_people)}], got {n_train_people!r}.")
@@ -271,7 +277,7 @@ def split_people(photos: dict[str, Sequence], targets: dict[str, object], seed: 
         train_inputs[p] = [k for k in photos[p] if k not in unseen_photos[p]]
     return {"train_people": train_people, "unseen_people": unseen_people, "unseen_photos": unseen_photos,
             "train_inputs": train_inputs, "targets": {p: targets[p] for p in people}, "inputs": inputs,
-            "seed": int(seed), "fold": fold}
+            "seed": int(seed), "fold": fold, "no_frontal": no_frontal}
 
 
 def select_targets(landmarks: torch.Tensor, person: Sequence[int], candidate: torch.Tensor | None = None) -> dict:
@@ -411,15 +417,31 @@ def make_table(images, photo_landmarks: torch.Tensor, person: torch.Tensor, phot
         :class:`FaceTable` with ``N`` rows (``2N`` when mirrored).
     """
     size = check_size(size)
-    photo_landmarks = photo_landmarks.float()
-    N, P = len(images), len(people)
+    crops, lms, _ = faces.align_faces(images, photo_landmarks.float(), size)
+    return table_from_crops(crops, lms, person, photo_ids, people, target_row, mean_shape, mirror, input_mask,
+                            errors, source, register_mode, target_of)
+
+
+def table_from_crops(crops: torch.Tensor, landmarks: torch.Tensor, person, photo_ids: list[str], people: list[str],
+                     target_row, mean_shape: torch.Tensor | None = None, mirror: bool = False,
+                     input_mask: torch.Tensor | None = None, errors: list | None = None, source: str = "",
+                     register_mode: str = "fast", target_of=None) -> FaceTable:
+    """A :class:`FaceTable` of faces already in the canonical frame (what :func:`make_table` does after aligning).
+
+    Args:
+        crops: ``[N,3,S,S]`` float32 in ``[0,1]``, canonical crops; landmarks ``[N,68,2]`` float32, crop pixels.
+        person, photo_ids, people, target_row, mean_shape, mirror, input_mask, errors, source, register_mode,
+            target_of: as in :func:`make_table`.
+    """
+    crops, lms = crops.float(), landmarks.float()
+    size = int(crops.shape[-1])
+    N, P = len(crops), len(people)
     person = torch.as_tensor(person, dtype=torch.long)
     target_row = torch.as_tensor(target_row, dtype=torch.long)
     T = len(target_row)
     if target_of is not None:
         target_of = torch.as_tensor(target_of, dtype=torch.long)
     input_mask = torch.ones(N, dtype=torch.bool) if input_mask is None else torch.as_tensor(input_mask).bool()
-    crops, lms, _ = faces.align_faces(images, photo_landmarks, size)
     ids = list(photo_ids)
     if mirror:
         m_crops, m_lms = faces.mirror_faces(crops, lms)

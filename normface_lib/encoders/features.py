@@ -10,8 +10,11 @@ from .base import FaceEncoder
 
 
 def encoder_key(encoder: FaceEncoder) -> str:
-    """Name and layer of an encoder as a file-name-safe key, e.g. ``"facenet-casia-avgpool"``."""
-    return f"{encoder.name}-{encoder.layer or 'default'}".replace("/", "_")
+    """Name and layer of an encoder as a file-name-safe key, e.g. ``"facenet-casia-avgpool"``; an encoder built from
+    exported weights (:mod:`.export`) adds their tag (``"...-int8-<digest>"``), so its features never mix with the
+    original's."""
+    tag = getattr(encoder, "weights_tag", None)
+    return (f"{encoder.name}-{encoder.layer or 'default'}" + (f"-{tag}" if tag else "")).replace("/", "_")
 
 
 @torch.no_grad()

@@ -32,7 +32,8 @@ def load_encoder(name: str, layer: str | None = None, device: str | torch.device
             (FaceNet ``"avgpool"`` 1792-D, also ``"bottleneck"`` / ``"embedding"`` 512-D; dlib ``"descriptor"``
             128-D, also ``"avgpool"`` 256-D; VGG-Face ``"fc7"`` 4096-D, also ``"fc6"``).
         device: torch device; default CUDA when available, else CPU.
-        **options: per encoder: FaceNet ``source="offline"|"online"``; dlib ``path=``; VGG-Face
+        **options: per encoder: FaceNet ``source="offline"|"online"``, ``weights_file=`` (exported weights,
+            :mod:`normface_lib.encoders.export`); dlib ``path=``; VGG-Face
             ``weights_path=``, ``download=False``, ``state_dict=``.
 
     Returns:
@@ -44,7 +45,8 @@ def load_encoder(name: str, layer: str | None = None, device: str | torch.device
     """
     if not isinstance(name, str) or name not in ENCODERS:
         raise InputError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODER_NAMES)}.")
-    allowed = {"facenet-casia": {"source"}, "facenet-vggface2": {"source"}, "dlib-resnet": {"path"},
+    allowed = {"facenet-casia": {"source", "weights_file"}, "facenet-vggface2": {"source", "weights_file"},
+               "dlib-resnet": {"path"},
                "vggface": {"weights_path", "download", "state_dict"}}[name]
     bad = set(options) - allowed
     if bad:

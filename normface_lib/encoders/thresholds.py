@@ -81,12 +81,13 @@ def calibrate_on_table(encoder, table, far: float = DEFAULT_FAR, embeddings: tor
 
     Returns:
         ``{"value", "far", "tar", "encoder", "photos", "people"}``: the threshold on the L2 distance of unit
-        embeddings, the false-accept rate it was set at, the same-person accept rate it gives on those photos, and
-        what it was calibrated on. Raises :class:`InputError` with fewer than 2 people.
+        embeddings, the false-accept rate it was set at, the same-person accept rate it gives on those photos (None
+        when every person has one photo: no same-person pair), and what it was calibrated on. Raises :class:`InputError` with fewer than 2 people.
     """
     emb = cached_encode(encoder, table.images)["embeddings"] if embeddings is None else embeddings
     rows = table.photo_mask
     person = table.base_person[rows]
     value = calibrate_threshold(emb[rows], person, far)
-    return {"value": value, "far": far, "tar": verification_rates(emb[rows], person, value)["tar"],
+    tar = verification_rates(emb[rows], person, value)["tar"]
+    return {"value": value, "far": far, "tar": None if math.isnan(tar) else tar,
             "encoder": encoder.name, "photos": int(rows.sum()), "people": int(person.unique().numel())}

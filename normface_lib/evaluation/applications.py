@@ -1,5 +1,6 @@
-"""Measurements of the paper's applications: exposure correction of real photos by a known amount (notebook 04's ORL
-test) and the attributes whose stability notebook 04 and the seed study compare."""
+"""Measurements of the paper's applications: colour and exposure correction of held-out colour portraits against
+ground truth (known casts undone, CIEDE2000 ΔE to the original photo), exposure correction of grey photos, and the
+attributes whose stability notebook 04 and the seed study compare."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,11 +9,81 @@ import numpy as np
 import torch
 
 from ..apps.attributes import appearance_attributes, geometric_attributes
-from ..apps.colour import colour_error, correct_photo, grey_world, perturb_exposure_white_balance
+from ..apps.colour import colour_error, correct_photo, face_mask, grey_world, perturb_exposure_white_balance
 from ..core.errors import InputError
-from ..faces import align_faces
+from ..faces import align_faces, load_image
 
 EXPOSURE_METHODS = ("no correction", "grey world", "normface exposure")
+#: The methods of :func:`colour_correction_benchmark`.
+COLOUR_METHODS = ("none", "grey_world", "normface")
+#: Known casts applied to each photo: name → (exposure change in stops, per-channel white-balance gains R, G, B).
+COLOUR_CASTS = {"darker": (-1.0, (1.0, 1.0, 1.0)), "brighter": (0.6, (1.0, 1.0, 1.0)),
+                "warm": (0.0, (1.25, 1.0, 0.8)), "cool": (0.0, (0.8, 1.0, 1.25)), "green": (0.0, (0.92, 1.12, 0.97)),
+                "warm, darker": (-0.6, (1.2, 1.0, 0.85))}
+#: Longest side the benchmark's photos are resized to (the ground truth is the resized original).
+BENCHMARK_SIDE = 256
+
+
+def _resized(path, landmarks: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    img = load_image(path)
+    s = side / max(img.shape[1:])
+    if s >= 1:
+        return img, landmarks.float()
+    h, w = round(img.shape[1] * s), round(img.shape[2] * s)
+    out = torch.nn.functional.interpolate(img[None], size=(h, w), mode="bilinear", antialias=True,
+                                          align_corners=False)[0].clamp(0, 1)
+    # pixel centres: x' + 0.5 = (x + 0.5) · w' / w
+    scale = torch.tensor([w / img.shape[2], h / img.shape[1]])
+    return out, (landmarks.float() + 0.5) * scale - 0.5
+
+
+def colour_correction_benchmark(model, photos: Sequence[tuple], casts: dict | None = None,
+                                side: int = BENCHMARK_SIDE, keep_images: int = 0) -> dict:
+    """Colour and exposure correction against ground truth (the paper's application, measured).
+
+    Every photo gets every known cast of ``casts`` (:data:`COLOUR_CASTS`: an exposure change and white-balance gains,
+    applied in linear light by :func:`~normface_lib.apps.colour.perturb_exposure_white_balance`), and is then
+    corrected three ways (:data:`COLOUR_METHODS`): ``"none"``, ``"grey_world"`` (whole-photo grey world) and
+    ``"normface"`` (:func:`~normface_lib.apps.colour.correct_photo`: the cast photo is normalized by ``model`` and its
+    face pixels are matched to the normalized face). Each result is compared with the original photo by CIEDE2000 ΔE
+    (:func:`~normface_lib.apps.colour.colour_error`), over the face (:func:`~normface_lib.apps.colour.face_mask`)
+    and over the whole photo.
+
+    Args:
+        model: a :class:`~normface_lib.pipeline.NormFace` (a grey model corrects exposure only: ``kind="auto"``).
+        photos: ``[(photo id, path, photo landmarks [68,2] float32)]``, e.g.
+            :func:`normface_lib.data.colour_held_out_photos`.
+        casts: name → (stops, gains); default :data:`COLOUR_CASTS`.
+        side: photos are resized so that their longer side is at most this (the original is resized the same way).
+        keep_images: keep the photos, cast and corrected, of the first this many photos (for figures).
+
+    Returns:
+        ``{"photos": [ids], "casts": [names], "cases": [(photo index, cast name)], "delta_e": {"face"|"photo":
+        {method: [n] float64}}, "images": [{"original", "cast", method: ...}] (the kept ones)}``, cases photo by photo.
+    """
+    casts = COLOUR_CASTS if casts is None else casts
+    if not photos:
+        raise InputError("colour_correction_benchmark needs at least one photo.")
+    cases, images = [], []
+    de = {r: {m: [] for m in COLOUR_METHODS} for r in ("face", "photo")}
+    for i, (pid, path, lms) in enumerate(photos):
+        original, plm = _resized(path, torch.as_tensor(lms), side)
+        mask = face_mask(plm, original.shape[1], original.shape[2])
+        perturbed = [perturb_exposure_white_balance(original, exposure_stops=st, wb_gains=list(g))[0]
+                     for st, g in casts.values()]
+        crops, _, _ = align_faces(perturbed, plm[None].expand(len(perturbed), -1, -1), model.size)
+        norm = model.normalize_crops(crops)
+        for k, (name, pert) in enumerate(zip(casts, perturbed)):
+            fixed = correct_photo(pert, plm, norm["image"][k], norm["landmarks"][k], kind="auto").corrected
+            results = {"none": pert, "grey_world": grey_world(pert), "normface": fixed}
+            for m, img in results.items():
+                de["face"][m].append(colour_error(img, original, mask)["delta_e"])
+                de["photo"][m].append(colour_error(img, original)["delta_e"])
+            cases.append((i, name))
+            if i < keep_images:
+                images.append({"photo": pid, "cast": name, "original": original, **results})
+    return {"photos": [p[0] for p in photos], "casts": list(casts), "cases": cases,
+            "delta_e": {r: {m: np.array(v) for m, v in d.items()} for r, d in de.items()}, "images": images}
 
 
 def exposure_benchmark(model, photos: Sequence[torch.Tensor], photo_landmarks: torch.Tensor,

@@ -102,22 +102,26 @@ class LinearMap:
         order = uniq[torch.randperm(uniq.numel(), generator=torch.Generator().manual_seed(int(seed)))]
         fold_of = {int(p): k % folds for k, p in enumerate(order.tolist())}
         fold = torch.tensor([fold_of[int(p)] for p in g])
-        self.cv_error = {}
-        for lam in lambdas:
-            err = 0.0
-            for k in range(folds):
-                tr, te = fold != k, fold == k
-                if not te.any() or not tr.any():
-                    continue
-                w = self._fit(X[tr], Y[tr], lam * D)
-                pred = self._apply(X[te], *w)[:, :self.n_pix].clamp(0, 1)
-                err += float((pred - Y[te, :self.n_pix]).abs().sum())
-            self.cv_error[float(lam)] = err / (N * self.n_pix)
+        errors = {float(lam): 0.0 for lam in lambdas}
+        for k in range(folds):  # one eigendecomposition per fold serves every ridge
+            tr, te = fold != k, fold == k
+            if not te.any() or not tr.any():
+                continue
+            xm, ym = X[tr].mean(0), Y[tr, :self.n_pix].mean(0)
+            Xc = X[tr] - xm
+            evals, V = torch.linalg.eigh(Xc @ Xc.T)
+            proj = V.T @ (Y[tr, :self.n_pix] - ym)          # [n_tr, pixels]
+            kv = ((X[te] - xm) @ Xc.T) @ V                   # [n_te, n_tr]
+            for lam in lambdas:
+                pred = (kv / (evals.clamp_min(0) + lam * D)) @ proj + ym  # = K_te,tr (K + λI)⁻¹ Y_c + ȳ
+                errors[float(lam)] += float((pred.clamp(0, 1) - Y[te, :self.n_pix]).abs().sum())
+        self.cv_error = {lam: e / (N * self.n_pix) for lam, e in errors.items()}
         self.lam = min(self.cv_error, key=self.cv_error.get)
         self.weights = self._fit(X, Y, self.lam * D)
 
     @staticmethod
     def _fit(X, Y, lam):
+        """Ridge regression in the dual: ``W = X_cᵀ (X_c X_cᵀ + λI)⁻¹ Y_c`` (centred), returned with the means."""
         xm, ym = X.mean(0), Y.mean(0)
         Xc, Yc = X - xm, Y - ym
         K = Xc @ Xc.T

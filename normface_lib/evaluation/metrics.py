@@ -11,7 +11,7 @@ import torch
 from ..core.checks import check_images, check_labels, check_rows
 from ..core.errors import InputError
 from ..encoders.thresholds import calibrate_threshold, pairwise_distances, verification_rates
-from ..faces import interocular
+from ..faces import CANONICAL_ANCHORS, interocular
 
 
 def rank1(query: torch.Tensor, query_person, gallery: torch.Tensor, gallery_person,
@@ -226,6 +226,22 @@ def landmark_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.double() - target.double()).norm(dim=2).mean(1) / iod
 
 
+def face_colour_difference(outputs: torch.Tensor, inputs: torch.Tensor) -> np.ndarray:
+    """How far each output's skin colour is from its input's: the mean absolute difference, in 8-bit levels
+    (0–255, averaged over R, G, B), between the mean colour of the inner face of the output and of the input.
+
+    The inner face is the same region of every canonical crop: between the eye centres across, from the eye line to
+    the mouth line down (:data:`~normface_lib.faces.CANONICAL_ANCHORS`). Args: ``outputs`` and ``inputs``
+    ``[N,3,S,S]`` float in ``[0,1]``, canonical crops. Returns ``[N]`` float64 ≥ 0."""
+    a, b = check_images(outputs).double(), check_images(inputs).double()
+    if a.shape != b.shape:
+        raise InputError(f"outputs {tuple(a.shape)} and inputs {tuple(b.shape)} must have the same shape.")
+    S = a.shape[-1]
+    (x0, y0), (x1, _), (_, y1) = (CANONICAL_ANCHORS * S).round().long().tolist()
+    ma, mb = a[..., y0:y1 + 1, x0:x1 + 1].mean((2, 3)), b[..., y0:y1 + 1, x0:x1 + 1].mean((2, 3))
+    return ((ma - mb).abs().mean(1) * 255.0).numpy()
+
+
 __all__ = ["calibrate_threshold", "pairwise_distances", "verification_rates", "rank1", "bootstrap_ci", "summarize",
            "embedding_spread", "pixel_spread", "pixel_identity_ratio", "pixel_identity_contrast", "CONTRAST_FLOOR",
-           "landmark_error"]
+           "landmark_error", "face_colour_difference"]

@@ -30,23 +30,26 @@ Protocol (what :func:`evaluate_model` measures):
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..core.errors import InputError
-from .report import training_block
 from ..encoders import cached_encode, encode, load_encoder
-from ..faces import DEFAULT_STRENGTH, HARD_PARTS, perturb
+from ..data import get_dataset
+from ..faces import HARD_PARTS, perturb
 from ..nets import decode
 from .baselines import Baselines
+from .expressions import evaluate_expressions
 from .judges import FACENET_PAPER_THRESHOLD, Judge, independent_judge, make_judge
 from .metrics import (bootstrap_ci, embedding_spread, landmark_error, pixel_identity_contrast, pixel_spread, rank1,
                       summarize)
 
 #: Methods compared in ``clean`` / ``hard`` (in table order).
 METHODS = ("normface", "mean_face", "nearest_identity", "linear", "align_only")
+#: Methods measured on other data sets' held-out people (ORL's 40): normface against the mean face (the baselines'
+#: full comparison is on the training data set's own unseen people; each method costs an encoder pass per photo).
+HELD_OUT_METHODS = ("normface", "mean_face")
 #: Identity metrics reported per method.
 IDENTITY_METRICS = ("rank1", "frac_below_threshold", "mean_distance")
 
@@ -159,31 +162,88 @@ def evaluate_split(model, baselines: Baselines, images: torch.Tensor, landmarks:
     return res
 
 
+def evaluate_people(model, baselines: Baselines | None, table, judges: Mapping[str, Judge], seed: int = 0,
+                    n_boot: int = 1000, methods: Sequence[str] = METHODS, landmarks: bool = True,
+                    conditions: Sequence[str] = ("clean", "hard"), details: bool = False) -> tuple[dict, dict | None]:
+    """Identity preservation on held-out people (:func:`evaluate_split` on a table's real photos), as written to
+    ``metrics.json``.
+
+    The rank-1 gallery: when every person has at least two photos, the same people's *other* photos (each photo left
+    out of its own search: chance = 1 / #people); when people have one photo each (the colour portraits), the
+    held-out photos themselves (the output must find its own photo among everyone's: chance = 1 / #people too).
+
+    Args:
+        model, baselines, judges, seed, n_boot, methods: as in :func:`evaluate_split` (the first judge is the
+            encoder the decoder was trained against, the other the independent one, see :func:`independent_judge`).
+        table: a held-out :class:`~normface_lib.data.FaceTable` (its ``photo_mask`` rows are evaluated).
+        landmarks: measure the landmark error against each person's target (frontal, neutral) landmarks.
+        conditions: subset of ``("clean", "hard")``.
+
+    Returns:
+        ``(block, details)``: ``block`` = ``{"clean", "hard"`` (those measured; independent judge: method → metric), ``"ci",
+        "trained_judge", "invariance"`` and ``"pixel_identity_contrast"`` (None when people have one photo each),
+        ``"invariance_detail", "pixel_spread", "landmarks", "info"}``; ``details`` the per-row values of
+        :func:`evaluate_split` (None unless ``details``).
+    """
+    trained = model.encoder.name
+    indep = independent_judge(trained)
+    rows = table.photo_mask
+    x, lm, person = table.images[rows], table.landmarks[rows], table.person[rows]
+    counts = torch.bincount(person)
+    multi = bool((counts[counts > 0] >= 2).all())
+    exclude = torch.arange(x.shape[0]) if multi else None
+    target = table.target_landmarks[table.target_index[rows]] if landmarks else None
+    conditions = tuple(conditions)
+    ev = evaluate_split(model, baselines, x, lm, person, judges, None, person, exclude, conditions=conditions,
+                        seed=seed, n_boot=n_boot, target_landmarks=target, methods=methods, details=details)
+    block: dict[str, Any] = {cond: ev[cond][indep]["metrics"] for cond in conditions}
+    block["ci"] = {cond: ev[cond][indep]["ci"] for cond in conditions}
+    block["trained_judge"] = {cond: {"metrics": ev[cond][trained]["metrics"], "ci": ev[cond][trained]["ci"]}
+                              for cond in conditions}
+    block["invariance"] = {k: ev["clean"][indep]["invariance"][k] for k in ("spread_in", "spread_out")} \
+        if multi else None
+    block["invariance_detail"] = {cond: {j: ev[cond][j]["invariance"] for j in judges}
+                                  for cond in conditions} if multi else None
+    block["pixel_spread"] = {cond: ev[cond]["pixel_spread"] for cond in conditions} if multi else None
+    block["pixel_identity_contrast"] = ev["clean"]["pixel_identity_contrast"] if multi else None
+    block["landmarks"] = ev.get("landmarks") if landmarks else None
+    n_people = int(person.unique().numel())
+    block["info"] = {"n_people": n_people, "n_photos": int(x.shape[0]), "chance_rank1": 1.0 / n_people,
+                     "gallery": "the same people's other photos" if multi else "the held-out photos themselves",
+                     "source": table.source}
+    return block, ev.get("_details")
+
+
 def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", seed: int = 0, n_boot: int = 1000,
                    far: float = 0.05, lfw=None, judges: Mapping[str, Judge] | None = None,
-                   details: bool = False) -> dict:
+                   held_out: Mapping[str, Any] | None = None, details: bool = False) -> dict:
     """The full evaluation of a trained model (the ``metrics.json`` of notebook 03, minus the ablations).
 
     Args:
         model: :class:`~normface_lib.pipeline.NormFace` (decoder + the encoder it was trained against).
-        tables: ``{"train", "unseen_people"[, "unseen_photos"]}`` FaceTables (:func:`normface_lib.data.load_tables`).
+        tables: ``{"train", "unseen_people"[, "unseen_photos"]}`` FaceTables of the training data set
+            (:func:`normface_lib.data.load_tables`).
         profile: profile name recorded in the result.
         seed: seeds the perturbations, the bootstrap and the linear baseline's folds.
         n_boot: bootstrap replicates.
         far: false-accept rate of the calibrated thresholds.
         lfw: optional :class:`~normface_lib.data.FaceSet` of wild faces (identity unknown): distances only.
-        judges: prebuilt judges (name → :class:`Judge`); default: the trained encoder and :func:`independent_judge`.
+        judges: prebuilt judges (name → :class:`Judge`); default: the trained encoder and :func:`independent_judge`,
+            calibrated on the training table.
+        held_out: other data sets' people, none of them trained on (:func:`normface_lib.data.held_out_table`):
+            ``"orl"`` (all 40 grey people, clean photos, :data:`HELD_OUT_METHODS`: :func:`evaluate_people`),
+            ``"expressions"``
+            (:func:`~normface_lib.evaluation.expressions.evaluate_expressions`).
         details: also return per-row values and images under ``"_details"`` (not JSON; drop before saving).
 
     Returns:
-        ``{"profile", "judge" (independent), "trained_encoder", "clean": {method: {rank1, frac_below_threshold,
-        mean_distance}}, "hard": {...}, "invariance": {"spread_in", "spread_out"}, "ci": {...},
-        "trained_judge": {"clean", "hard"}, "thresholds", "landmarks", "pixel_spread", "pixel_identity_contrast"
-        (clean, method → ``{"value", "ci", ...}``; ``None`` with one unseen person), "training_inputs" (what the decoder was trained on), "info",
-        "unseen_photos" (if given), "lfw" (if given)}``; all numbers are Python floats.
+        ``{"profile", "judge" (independent), "trained_encoder", "training_inputs", "data" ({"dataset", "channels",
+        "size", "n_train_identities"}), the unseen people's block of :func:`evaluate_people` ("clean", "hard",
+        "ci", ...), "thresholds", "unseen_photos" (if given), "orl" (if given), "expression" (if given), "lfw" (if
+        given)}``; all numbers are Python floats.
     """
     t0 = time.perf_counter()
-    train_t, up = tables["train"], tables["unseen_people"]
+    train_t = tables["train"]
     enc = model.encoder
     trained = enc.name
     indep = independent_judge(trained)
@@ -192,33 +252,22 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
                   indep: make_judge(load_encoder(indep, device=next(model.decoder.parameters()).device), train_t, far)}
     train_feats = cached_encode(enc, train_t.images)["features"]
     baselines = Baselines(train_t, train_feats, seed=seed)
-
-    # ---- unseen people: gallery = the same people's other photos
-    rows = up.photo_mask
-    x, lm, person = up.images[rows], up.landmarks[rows], up.person[rows]
-    exclude = torch.arange(x.shape[0])
-    ev = evaluate_split(model, baselines, x, lm, person, judges, None, person, exclude, seed=seed, n_boot=n_boot,
-                        target_landmarks=up.target_landmarks[person], details=details)
+    dataset = model.config.get("dataset", "orl")
     out: dict[str, Any] = {"profile": profile, "judge": indep, "trained_encoder": trained,
-                           "training_inputs": train_t.training_inputs}
-    for cond in ("clean", "hard"):
-        out[cond] = ev[cond][indep]["metrics"]
-    out["invariance"] = {k: ev["clean"][indep]["invariance"][k] for k in ("spread_in", "spread_out")}
-    out["invariance_detail"] = {cond: {j: ev[cond][j]["invariance"] for j in judges} for cond in ("clean", "hard")}
-    out["ci"] = {cond: ev[cond][indep]["ci"] for cond in ("clean", "hard")}
-    out["trained_judge"] = {cond: {"metrics": ev[cond][trained]["metrics"], "ci": ev[cond][trained]["ci"]}
-                            for cond in ("clean", "hard")}
-    out["pixel_spread"] = {cond: ev[cond]["pixel_spread"] for cond in ("clean", "hard")}
-    out["pixel_identity_contrast"] = ev["clean"]["pixel_identity_contrast"]
-    out["landmarks"] = ev["landmarks"]
+                           "training_inputs": train_t.training_inputs,
+                           "data": {"dataset": dataset, "channels": get_dataset(dataset).channels,
+                                    "size": int(train_t.size),
+                                    "n_train_identities": int(train_t.base_person[train_t.photo_mask].unique().numel())}}
+    # ---- the training data set's unseen people
+    block, det = evaluate_people(model, baselines, tables["unseen_people"], judges, seed, n_boot, details=details,
+                                 landmarks=dataset != "colour")  # a colour portrait's target is the photo itself
+    out.update(block)
+    out["info"].update({"n_boot": n_boot, "seed": seed, "size": int(train_t.size),
+                        "linear_ridge_over_D": baselines.linear.lam, "hard": dict(HARD_PARTS)})
     out["thresholds"] = {j: {"value": judge.threshold, "far": judge.far, "tar_train": judge.tar_train}
                          for j, judge in judges.items()}
     out["thresholds"]["facenet_paper_reference"] = {"value": FACENET_PAPER_THRESHOLD}
-    n_people = int(person.unique().numel())
-    out["info"] = {"n_people": n_people, "n_photos": int(x.shape[0]), "chance_rank1": 1.0 / n_people,
-                   "n_boot": n_boot, "seed": seed, "size": int(x.shape[-1]),
-                   "linear_ridge_over_D": baselines.linear.lam, "hard": dict(HARD_PARTS)}
-    details_all = {"unseen_people": ev.get("_details")}
+    details_all = {"unseen_people": det}
 
     # ---- unseen photos of training people: gallery = the training photos (real, not mirrored) of those people
     if tables.get("unseen_photos") is not None:
@@ -245,6 +294,17 @@ def evaluate_model(model, tables: Mapping[str, Any], profile: str = "quick", see
         out["unseen_photos"]["info"] = {"n_people": len(uniq), "n_photos": int(r.sum()),
                                         "chance_rank1": 1.0 / len(uniq)}
         details_all["unseen_photos"] = ev2.get("_details")
+
+    # ---- other data sets' people, never trained on
+    for name, table in (held_out or {}).items():
+        if name == "expressions":
+            out["expression"] = evaluate_expressions(model, baselines, table, judges, indep, n_boot, seed,
+                                                     details=details)
+            details_all["expression"] = out["expression"].pop("_rows", None)
+        else:
+            out[name], details_all[name] = evaluate_people(model, baselines, table, judges, seed, n_boot,
+                                                           methods=HELD_OUT_METHODS, conditions=("clean",),
+                                                           details=details)
 
     if lfw is not None and len(lfw) > 0:
         out["lfw"], details_all["lfw"] = evaluate_wild(model, baselines, lfw.images, lfw.landmarks, judges,
@@ -282,85 +342,3 @@ def evaluate_wild(model, baselines: Baselines, images: torch.Tensor, landmarks: 
                                 "mean_distance": list(bootstrap_ci(d, ids, n_boot, seed=seed))}}
             rows[j][m] = d
     return res, rows
-
-
-# ============================================================================================== robustness sweep
-def robustness(model, images: torch.Tensor, person: torch.Tensor, judge: Judge, gallery: torch.Tensor,
-               gallery_person: torch.Tensor, exclude: torch.Tensor | None,
-               kinds: Sequence[str] = ("occluder", "light", "blur", "grey", "rotation"),
-               strengths: Mapping[str, Sequence[float]] | None = None, seed: int = 0,
-               n_boot: int = 1000, details: bool = False) -> dict:
-    """Identity preservation of normface vs align-only as each perturbation grows.
-
-    Args:
-        model: NormFace. images ``[N,3,S,S]`` clean crops in [0,1] (their landmarks are not needed: align-only is not
-            part of this sweep); person ``[N]``; judge; gallery ``[G,E]`` clean gallery embeddings and its labels;
-            exclude as in :func:`rank1`.
-        kinds: perturbation kinds; strengths: kind → list of strengths (default: 0, ½ and 1× the default).
-
-    Returns:
-        ``{kind: [{"strength", "mean_distance", "mean_distance_ci", "rank1", "rank1_ci", "input_rank1"}, ...]}``,
-        where distances are between the output and the *clean* input and ``input_rank1`` identifies the perturbed
-        input itself (how much the perturbation hurts the judge before any normalization). With ``details``, each
-        row also holds ``"_rows"``: ``{"distance", "rank1", "input_rank1"}`` ``[N]`` float64 per-photo values (keys
-        starting with ``_`` are left out of ``metrics.json``).
-    """
-    strengths = strengths or {k: [0.0, DEFAULT_STRENGTH[k] / 2, DEFAULT_STRENGTH[k]] for k in kinds}
-    ref = judge.embed(images)
-    res = {}
-    for kind in kinds:
-        rows = []
-        for s in strengths[kind]:
-            x = perturb(images, kind, s, seed=seed)
-            out = decode(model.decoder, _features(model, x))["image"]
-            e_out, e_in = judge.embed(out), judge.embed(x)
-            d = (e_out.double() - ref.double()).norm(dim=1)
-            c = rank1(e_out, person, gallery, gallery_person, exclude).double()
-            ci_in = rank1(e_in, person, gallery, gallery_person, exclude).double()
-            row = {"strength": float(s), "mean_distance": float(d.mean()),
-                   "mean_distance_ci": list(bootstrap_ci(d, person, n_boot, seed=seed)),
-                   "rank1": float(c.mean()), "rank1_ci": list(bootstrap_ci(c, person, n_boot, seed=seed)),
-                   "input_rank1": float(ci_in.mean())}
-            if details:
-                row["_rows"] = {"distance": d, "rank1": c, "input_rank1": ci_in}
-            rows.append(row)
-        res[kind] = rows
-    return res
-
-
-# ============================================================================================== one run, as notebook 03
-#: The robustness sweep of a run: each perturbation at half and at its full default strength.
-ROBUSTNESS_KINDS = ("occluder", "light", "blur", "rotation")
-ROBUSTNESS_STRENGTHS = {k: (DEFAULT_STRENGTH[k] / 2, DEFAULT_STRENGTH[k]) for k in ROBUSTNESS_KINDS}
-
-
-def evaluate_run(model, run_dir: str | Path, tables: Mapping[str, Any], profile: str = "quick", seed: int = 0,
-                 n_boot: int = 1000, lfw=None, judges: Mapping[str, Judge] | None = None,
-                 details: bool = False) -> dict:
-    """Everything notebook 03 reports about one trained run (``results/<profile>/metrics.json``): the
-    :func:`evaluate_model` figures, the robustness sweep (:data:`ROBUSTNESS_STRENGTHS`, unseen people, independent
-    judge) under ``"robustness"``, and :func:`training_block` under ``"training"``.
-
-    The seed study (:mod:`normface_lib.study`) calls the same function for every training seed, so that the
-    bands a rerun is checked against are measured on exactly these figures.
-
-    Args:
-        model: :class:`~normface_lib.pipeline.NormFace`. run_dir: its training run folder (holds ``summary.json``).
-        tables, profile, seed, n_boot, lfw, judges, details: as in :func:`evaluate_model` (``details`` also keeps
-            the sweep's per-photo rows).
-    """
-    out = evaluate_model(model, tables, profile=profile, seed=seed, n_boot=n_boot, lfw=lfw, judges=judges,
-                         details=True)
-    judges = out["_judges"]
-    j = judges[out["judge"]]
-    up = tables["unseen_people"]
-    rows = up.photo_mask
-    x, p = up.images[rows], up.person[rows]
-    out["robustness"] = {"judge": j.name, "curves": robustness(
-        model, x, p, j, j.embed(x), p, torch.arange(len(x)), kinds=ROBUSTNESS_KINDS,
-        strengths=ROBUSTNESS_STRENGTHS, seed=seed, n_boot=n_boot, details=details)}
-    out["training"] = training_block(run_dir)
-    if not details:
-        for k in ("_details", "_baselines", "_judges"):
-            out.pop(k)
-    return out

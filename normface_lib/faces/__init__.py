@@ -19,7 +19,7 @@ from .detect import (LANDMARK_CODE_VERSION, MAX_DETECT_SIDE, MIN_DETECT_SIDE, ca
                      landmarks_in_box, landmarks_in_boxes)
 from .images import load_image, side_by_side, to_uint8_hwc
 from .landmarks import (CANONICAL_ANCHORS, INNER_LIP_PAIRS, JAW, LEFT_EYE, MIRROR_PERMUTATION, MOUTH, NOSE_TIP,
-                        FRONTAL_NEUTRAL_LIMITS, RIGHT_EYE, SCORE_WEIGHTS, anchor_points, frontal_neutral_score, interocular,
+                        FRONTAL_NEUTRAL_LIMITS, RIGHT_EYE, frontal_neutral_failures, SCORE_WEIGHTS, anchor_points, frontal_neutral_score, interocular,
                         is_frontal_neutral, load_mean_shape,
                         mean_shape, mirror_landmarks, pose_measures, save_mean_shape)
 from .perturb import DEFAULT_STRENGTH, HARD_PARTS, PERTURBATIONS, perturb
@@ -31,6 +31,6 @@ __all__ = [
     "detect_all_landmarks", "detect_faces", "detect_faces_batch", "detect_landmarks", "detection_view",
     "landmarks_in_box", "landmarks_in_boxes", "load_image", "side_by_side", "to_uint8_hwc",
     "CANONICAL_ANCHORS", "INNER_LIP_PAIRS", "JAW", "LEFT_EYE", "MIRROR_PERMUTATION", "MOUTH", "NOSE_TIP", "RIGHT_EYE",
-    "FRONTAL_NEUTRAL_LIMITS", "is_frontal_neutral", "SCORE_WEIGHTS", "anchor_points", "frontal_neutral_score", "interocular", "load_mean_shape", "mean_shape",
+    "FRONTAL_NEUTRAL_LIMITS", "frontal_neutral_failures", "is_frontal_neutral", "SCORE_WEIGHTS", "anchor_points", "frontal_neutral_score", "interocular", "load_mean_shape", "mean_shape",
     "mirror_landmarks", "pose_measures", "save_mean_shape", "DEFAULT_STRENGTH", "HARD_PARTS", "PERTURBATIONS", "perturb",
 ]

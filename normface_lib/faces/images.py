@@ -1,8 +1,11 @@
 """Reading photos: any image a user has (file, bytes, PIL image, array, tensor) as one RGB float tensor."""
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +25,9 @@ def load_image(source, name: str | None = None) -> torch.Tensor:
 
     Args:
         source: a path (str/Path), raw bytes, a ``PIL.Image``, a NumPy array ``[H,W]``/``[H,W,3|4]`` (uint8 0-255,
-            uint16 0-65535 or float 0-1), or a tensor ``[3,H,W]``/``[1,H,W]``/``[H,W]`` in ``[0,1]``. Grey, RGBA
-            (alpha composited on white), palette, CMYK, 16-bit and floating-point images become RGB; EXIF orientation
-            is applied.
+            uint16 0-65535 or float 0-1), or a real-valued tensor ``[3,H,W]``/``[1,H,W]``/``[H,W]`` in ``[0,1]``.
+            Grey, RGBA (alpha composited on white), palette, CMYK, 16-bit and floating-point images become RGB; EXIF
+            orientation is applied. A named pipe is read when something writes to it (``<(curl ...)``).
         name: how to call the source in error messages (defaults to the path).
 
     Returns:
@@ -32,11 +35,17 @@ def load_image(source, name: str | None = None) -> torch.Tensor:
 
     Raises:
         FileNotFoundError: the path does not exist.
-        UnreadableImageError: the file is not an image PIL can read, or is too large to decode safely.
-        InputError: an array/tensor of the wrong shape, range (NaN included) or type; an image smaller than 8×8.
+        UnreadableImageError: the file is not an image PIL can read (HEIC without its plugin included), is too large
+            to decode safely, cannot be read (permission, a name too long, a folder, a device, a pipe nothing writes
+            to).
+        InputError: an array/tensor of the wrong shape, range (NaN included) or type (bool and complex tensors
+            included); an image smaller than 8×8; a URL.
     """
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
     if isinstance(source, torch.Tensor):
+        if source.dtype == torch.bool or source.is_complex():
+            raise InputError(f"{label}: a {source.dtype} tensor is not an image; give real values, a float tensor "
+                             "[3,H,W] in [0,1].")
         t = source.detach().float().cpu()
         if t.dim() == 2:
             t = t[None]
@@ -50,14 +59,16 @@ def load_image(source, name: str | None = None) -> torch.Tensor:
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: no such file; check the path.")
-        if p.is_dir():
-            raise UnreadableImageError(f"{p} is a folder, not an image file.")
-    elif not isinstance(source, Image.Image) and not hasattr(source, "read"):
+        with _open_file(source, label) as f:
+            return _decode(f, label, Path(source).suffix.lower())
+    if not isinstance(source, Image.Image) and not hasattr(source, "read"):
         raise InputError(f"{label}: a photo must be a file path, bytes, a PIL image, a NumPy array or a tensor "
                          f"[3,H,W] in [0,1]; got {type(source).__name__}.")
+    return _decode(source, label)
+
+
+def _decode(source, label: str, suffix: str = "") -> torch.Tensor:
+    """A PIL image or an open image file (``suffix``: its name's, for the hint) as ``[3,H,W]`` float32 in [0,1]."""
     if isinstance(source, Image.Image):
         img = source
     else:
@@ -67,9 +78,12 @@ def load_image(source, name: str | None = None) -> torch.Tensor:
         except Image.DecompressionBombError as e:
             raise UnreadableImageError(f"{label}: the image is too large to decode safely ({e}). Resize it (a face "
                                        "needs a few hundred pixels) and try again.") from e
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise UnreadableImageError(f"{label}: not a readable image ({e}). Use a JPEG, PNG, PGM, BMP, TIFF or WebP "
-                                       "file.") from e
+        except UnidentifiedImageError as e:
+            raise UnreadableImageError(f"{label}: not a readable image (its format is not one PIL knows). "
+                                       f"{_format_hint(suffix)}") from e
+        except (OSError, SyntaxError, ValueError) as e:
+            why = _OBJECT_REPR.sub("the file", str(e)) or type(e).__name__
+            raise UnreadableImageError(f"{label}: not a readable image ({why}). {_format_hint(suffix)}") from e
     img = ImageOps.exif_transpose(img)
     if img.mode in _WIDE_MODES:
         return load_image(np.asarray(img), name=label)
@@ -81,6 +95,98 @@ def load_image(source, name: str | None = None) -> torch.Tensor:
     arr = np.asarray(img, dtype=np.uint8)
     _check_side(arr.shape[0], arr.shape[1], label)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+#: An object's default repr (``<_io.BytesIO object at 0x7f...>``), which PIL puts in its messages.
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+#: Photo formats PIL reads only with a plugin, or not at all: what to do with them.
+_PLUGIN_FORMATS = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL"}
+_RAW_FORMATS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf", ".srw", ".pef"})
+#: The largest named-pipe stream read (bytes): a photo is far smaller.
+PIPE_LIMIT = 256 << 20
+
+
+def unsupported_photo(path: str | os.PathLike) -> str | None:
+    """Why a file that looks like a photo (by its suffix: HEIC/HEIF/AVIF/JPEG XL without the plugin that reads it,
+    camera raw) cannot be read here, with what to do; ``None`` for any other file."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _PLUGIN_FORMATS and suffix not in Image.registered_extensions():
+        kind = _PLUGIN_FORMATS[suffix]
+        plugin = "pillow-heif" if suffix in (".heic", ".heif", ".avif") else "pillow-jxl-plugin"
+        return f"{kind} photos need a plugin this installation lacks: convert it to JPEG or PNG, or pip install {plugin}."
+    if suffix in _RAW_FORMATS:
+        return "a camera raw file: export it as JPEG or PNG first."
+    return None
+
+
+def _format_hint(suffix: str) -> str:
+    return unsupported_photo(f"x{suffix}") or "Use a JPEG, PNG, PGM, BMP, TIFF or WebP file."
+
+
+def _open_file(source: str | os.PathLike, label: str) -> io.IOBase:
+    """The photo file opened for reading (the caller closes it), checked first: every failure is an error naming
+    it. A named pipe is read whole."""
+    text = os.fspath(source)
+    if isinstance(text, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
+        raise InputError(f"{label} is a URL; normface reads photos from files: download it first (e.g. curl -O "
+                         f"'{text}') and give the file.")
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label}: no such file; check the path.") from None
+    except OSError as e:
+        raise UnreadableImageError(f"{label}: cannot be read ({_os_reason(e)}).") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UnreadableImageError(f"{label} is a folder, not an image file.")
+    if stat.S_ISFIFO(st.st_mode):
+        return io.BytesIO(_read_pipe(source, label))
+    if not stat.S_ISREG(st.st_mode):
+        raise UnreadableImageError(f"{label} is not a regular file (a device or a socket); save the photo to a file "
+                                   "and give that.")
+    try:
+        return open(source, "rb")
+    except OSError as e:
+        raise UnreadableImageError(f"{label}: cannot be read ({_os_reason(e)}).") from None
+
+
+def _read_pipe(source, label: str) -> bytes:
+    """All the bytes of a named pipe; refused at once when nothing writes to it (reading would wait forever)."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise UnreadableImageError(f"{label}: cannot be read ({_os_reason(e)}).") from None
+    try:
+        try:
+            first = os.read(fd, 1 << 16)
+        except BlockingIOError:  # a writer is there, with nothing written yet: wait for it
+            first = None
+        if first == b"":
+            raise UnreadableImageError(f"{label} is a named pipe (FIFO) that nothing writes to; give a photo file "
+                                       "(or write the photo into the pipe while normface reads it).")
+        os.set_blocking(fd, True)
+        parts, size = [first or b""], len(first or b"")
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > PIPE_LIMIT:
+                raise UnreadableImageError(f"{label}: the pipe gave more than {PIPE_LIMIT >> 20} MiB, far more than "
+                                           "a photo; give a photo file.")
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _os_reason(e: OSError) -> str:
+    """An ``OSError`` reading a photo, in words, with what to do."""
+    return {errno.EACCES: "permission denied: a folder on its path cannot be entered or the file cannot be read; "
+                          "check the permissions (ls -l) or copy the photo somewhere readable",
+            errno.EPERM: "operation not permitted; check the permissions or copy the photo somewhere readable",
+            errno.ENAMETOOLONG: "the name is longer than the file system allows; rename the file or a folder on its "
+                                "path",
+            errno.ELOOP: "a loop of symbolic links; fix the link",
+            errno.ENOTDIR: "a file stands where the path needs a folder; check the path",
+            errno.EIO: "an input/output error: the disk or network share failed; copy the photo elsewhere"
+            }.get(e.errno, e.strerror or str(e))
 
 
 def _check_side(h: int, w: int, label: str) -> None:

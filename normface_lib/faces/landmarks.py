@@ -192,6 +192,27 @@ def is_frontal_neutral(landmarks: torch.Tensor, limits: dict | None = None) -> t
     return ok
 
 
+def frontal_neutral_failures(landmarks: torch.Tensor, limits: dict | None = None) -> list[list[str]]:
+    """For each face, the measures of :func:`pose_measures` outside :data:`FRONTAL_NEUTRAL_LIMITS` (or ``limits``):
+    ``[]`` for a face :func:`is_frontal_neutral` accepts. ``landmarks``: ``[B,68,2]`` float pixels. Returns ``B``
+    lists of measure names (e.g. ``["mouth_open", "smile"]``)."""
+    check_landmarks(landmarks, "landmarks")
+    if landmarks.dim() != 3:
+        raise InputError(f"frontal_neutral_failures expects a batch [B,68,2], got {tuple(landmarks.shape)}.")
+    limits = FRONTAL_NEUTRAL_LIMITS if limits is None else limits
+    m = pose_measures(landmarks)
+    out: list[list[str]] = [[] for _ in range(landmarks.shape[0])]
+    for k, (lo, hi) in limits.items():
+        bad = torch.zeros(landmarks.shape[0], dtype=torch.bool)
+        if lo is not None:
+            bad |= m[k] < lo
+        if hi is not None:
+            bad |= m[k] > hi
+        for i in torch.nonzero(bad).flatten().tolist():
+            out[i].append(k)
+    return out
+
+
 def mean_shape(landmarks: torch.Tensor, symmetric: bool = False, size: int | None = None) -> torch.Tensor:
     """Mean of canonical-frame landmarks (no Procrustes step: canonical crops are already similarity-aligned).
 

@@ -13,14 +13,18 @@ Nested dicts/lists in ``optimizer``/``extra`` are stored as JSON with each tenso
 ``{"__tensor__": key}`` into the matching safetensors file; tuples come back as lists.
 
 **One unit.** A checkpoint is written whole into a hidden sibling folder and then swapped in by renaming, so a kill at
-any moment leaves the previous checkpoint or the new one, never a mix (:func:`save_checkpoint`). ``config.json``
+any moment leaves the previous checkpoint or the new one, never a mix (:func:`save_checkpoint`). A save never deletes
+a file it did not write: a folder that holds other files is refused, or, with ``force``, gets only the checkpoint's
+own files replaced (the description last). ``config.json``
 records the sha256 of every other file; :func:`load_checkpoint` checks them (a truncated, tampered or half-replaced
 file is refused with a message), checks that every weight is finite, and, if the folder itself is gone because a
 save was interrupted between the two renames, uses the complete sibling it finds instead.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -32,8 +36,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..core.errors import ChecksumError, InputError, OverwriteError
-from ..core.resources import sha256_file, usual_mode
+from ..core.errors import ChecksumError, InputError, NormFaceError, OverwriteError
+from ..core.resources import WriteError, atomic_write, sha256_file, usual_mode, write_json
 from .decoder import Decoder
 
 FORMAT = 2
@@ -98,10 +102,15 @@ def _tree_to_optimizer(tree: dict) -> dict:
 def save_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module, config: Any = None,
                     optimizer: torch.optim.Optimizer | dict | None = None, extra: dict | None = None,
                     force: bool = False, meta: dict | None = None) -> Path:
-    """Write a checkpoint folder as one unit (see the module docstring); return its path.
+    """Write a checkpoint folder as one unit (see the module docstring); return its path. Never deletes or changes a
+    file it did not write.
 
     Args:
-        path_dir: folder to write (its parent is created).
+        path_dir: folder to write (its parent is created). A new folder, or one that holds only a checkpoint's
+            files (:data:`CHECKPOINT_FILES`), is replaced as one unit (a kill leaves the old checkpoint or the new).
+            An empty folder is written into. A folder that holds other files is refused unless ``force``; with
+            ``force`` only the checkpoint's own files are replaced (the description last, so a kill midway leaves no
+            loadable mix) and everything else is left as it is.
         model: the model (a DDP wrapper is unwrapped); its ``get_config()`` is stored when it has one, so that
             :func:`load_checkpoint` can rebuild it.
         config: training configuration (a dataclass or JSON-serialisable dict) stored under ``"config"``.
@@ -109,13 +118,25 @@ def save_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module, config:
         extra: anything else (tensors, numbers, strings, nested lists/dicts), e.g. step, scheduler state, RNG states.
         force: replace an existing checkpoint in ``path_dir``; without it :class:`OverwriteError` is raised.
         meta: more JSON entries for ``config.json`` (e.g. the calibrated identity threshold).
+
+    Raises:
+        OverwriteError: a checkpoint is there and not ``force``; the folder holds other files and not ``force``; a
+        file is in the way. WriteError (an ``OSError``): the folder cannot be written (the message names it).
     """
     path = Path(path_dir)
-    if path.exists() and not path.is_dir():
+    if os.path.lexists(path) and not path.is_dir():
         raise OverwriteError(f"{path} exists and is not a folder; choose another checkpoint path.")
-    if not force and path.is_dir() and any((path / f).exists() for f in _FILES):
-        raise OverwriteError(f"{path} already holds a checkpoint; pass force=True to replace it or choose a new folder.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = sorted(os.listdir(path)) if path.is_dir() else []
+    ours = [e for e in entries if e in CHECKPOINT_FILES]
+    others = [e for e in entries if e not in CHECKPOINT_FILES and not _is_our_temp(e)]
+    if ours and not force:
+        raise OverwriteError(f"{path} already holds a checkpoint; pass force=True to replace it or choose a new "
+                             "folder.")
+    if others and not force:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise OverwriteError(f"{path} is not empty and is not a model folder (it holds {shown}); nothing was written. "
+                             "Choose a new or empty folder, or pass force=True to write the model's files "
+                             f"({', '.join(_FILES[:2])}) beside them (nothing else there is touched).")
     module = getattr(model, "module", model)
     doc: dict[str, Any] = {"format": FORMAT, "model_class": type(module).__name__,
                            "model": module.get_config() if hasattr(module, "get_config") else None,
@@ -131,7 +152,17 @@ def save_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module, config:
     doc["extra"] = _split_tensors(extra or {}, ext, "")
     if ext:
         tensors["extra.safetensors"] = ext
-    new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{_NEW}"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if others or path.is_symlink() or (path.is_dir() and not entries):
+            _write_in_place(path, tensors, doc)  # the folder is the user's: only the checkpoint's files change
+            return path
+        new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{_NEW}"))
+    except OSError as e:
+        if isinstance(e, NormFaceError):
+            raise
+        raise WriteError(f"cannot write the checkpoint {path} ({e.strerror or e}); choose a folder you may write "
+                         "in, with free space.", e.errno) from None
     try:
         doc["files"] = {}
         for name, t in tensors.items():
@@ -143,14 +174,48 @@ def save_checkpoint(path_dir: str | os.PathLike, model: torch.nn.Module, config:
                 os.fsync(h.fileno())
         new.chmod(usual_mode(folder=True))
         _swap_in(new, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(new, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, NormFaceError):
+            raise WriteError(f"cannot write the checkpoint {path} ({e.strerror or e}); nothing was changed there. "
+                             "Choose a folder you may write in, with free space.", e.errno) from e
         raise
     return path
 
 
+#: The files a checkpoint folder may hold: all that :func:`save_checkpoint` ever replaces.
+CHECKPOINT_FILES = frozenset(_FILES)
+
+
+def _is_our_temp(name: str) -> bool:
+    """A temporary file an interrupted :func:`atomic_write` of a checkpoint file left (``.model.safetensors.*.part``)."""
+    return name.endswith(".part") and any(name.startswith(f".{f}.") for f in _FILES)
+
+
+def _write_in_place(path: Path, tensors: dict[str, dict[str, torch.Tensor]], doc: dict) -> None:
+    """Write a checkpoint into a folder that holds other files too: the old description goes first (from then on no
+    mix of old and new files can be loaded), each file atomically, the new description last; checkpoint files the
+    new one lacks are removed; nothing else is touched."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path / "config.json")
+    doc["files"] = {}
+    for name in _FILES[1:]:
+        if name in tensors:
+            atomic_write(path / name, lambda tmp, t=tensors[name]: save_file(t, tmp))
+            doc["files"][name] = sha256_file(path / name)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / name)
+    for e in os.listdir(path):
+        if _is_our_temp(e):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / e)
+    write_json(doc, path / "config.json")
+
+
 def _swap_in(new: Path, path: Path) -> None:
-    """Put the complete folder ``new`` at ``path``: two renames, the old folder removed last."""
+    """Put the complete folder ``new`` at ``path`` (absent, or holding only a checkpoint's files): two renames, the
+    old folder removed last."""
     old = None
     if path.exists():
         old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{_OLD}"))
@@ -159,8 +224,14 @@ def _swap_in(new: Path, path: Path) -> None:
     os.rename(new, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in list(path.parent.glob(f".{path.name}{_NEW}*")) + list(path.parent.glob(f".{path.name}{_OLD}*")):
+    for stale in _siblings(path):
         shutil.rmtree(stale, ignore_errors=True)  # what an earlier save left when it was killed
+
+
+def _siblings(path: Path) -> list[Path]:
+    """The hidden sibling folders saves of ``path`` make (``.<name>.new-*`` first, then ``.<name>.old-*``)."""
+    name = glob.escape(path.name)
+    return sorted(path.parent.glob(f".{name}{_NEW}*")) + sorted(path.parent.glob(f".{name}{_OLD}*"))
 
 
 def _read_doc(path: Path) -> dict:
@@ -193,7 +264,7 @@ def find_checkpoint(path_dir: str | os.PathLike) -> Path | None:
     if (path / "config.json").exists():
         return path
     if path.parent.is_dir():
-        for cand in sorted(path.parent.glob(f".{path.name}{_NEW}*")) + sorted(path.parent.glob(f".{path.name}{_OLD}*")):
+        for cand in _siblings(path):
             try:
                 doc = _read_doc(cand)
                 _verify(cand, doc)

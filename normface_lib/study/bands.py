@@ -20,7 +20,7 @@ RATE_NAMES = ("rank1", "frac_below_threshold", "input_rank1", "tar_train", "far"
 SKIP_KEYS = ("seconds", "provenance", "info", "strength")
 #: Keys of ``metrics.json`` copied from the seed study (:func:`~normface_lib.study.seeds.metrics_contract`): a rerun
 #: of the notebook copies the same committed figures, so they are not band-checked.
-STUDY_KEYS = ("ablations", "learning_curve", "fig12", "kfold")
+STUDY_KEYS = ("ablations", "learning_curve", "fig12", "study_verdicts")
 
 
 def figures(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -48,9 +48,13 @@ def _category(path: str) -> str:
 
 def is_trained(path: str) -> bool:
     """Whether a figure depends on the trained decoder (baselines, thresholds and inputs do not)."""
-    if path.endswith("input_rank1") or ".spread_in" in path or path.endswith(".input"):
+    if path.endswith("input_rank1") or ".spread_in" in path or path.endswith(".input") or ".input." in path \
+            or path.endswith("distance_input") or ".distance_input." in path:
         return False
-    return any(t in path for t in ("normface", "spread_out", "training.", "robustness.")) or \
+    if ".methods." in path or ".delta_e" in path:  # one block per method: only normface's figures are trained
+        return "normface" in path
+    return any(t in path for t in ("normface", "spread_out", "training.", "robustness.", "expression_ratio",
+                                   "contrast_gain", "distance_output", "pixel_change_ratio")) or \
         path.startswith("invariance.spread_out")
 
 

@@ -1,6 +1,7 @@
-"""Every comparison the book states, from the seed study's per-seed rows: normface against each baseline, invariance,
-landmarks, LFW, robustness, the ablations, colour correction and attribute stability. Each is a paired difference
-over seeds and photos (:mod:`.verdicts`) with the sentence the book glues."""
+"""Every comparison the book states, from the seed study's per-seed rows: normface against each baseline (the
+training data set's unseen people and ORL's 40 people), invariance, landmarks, LFW, robustness, expression in →
+neutral out, the ablations, colour correction and attribute stability. Each is a paired difference over seeds and
+photos (:mod:`.verdicts`) with the sentence the book glues."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -18,9 +19,14 @@ MEASURES = {"rank1": ("rank-1", True), "frac_below_threshold": ("fraction below 
             "mean_distance": ("mean distance", False)}
 BASELINE_LABELS = {"mean_face": "the mean face", "nearest_identity": "the nearest training identity",
                    "linear": "the linear map", "align_only": "align-only"}
-ABLATION_LABELS = {"paired": "the run trained paired (every photo to its person's frontal target)",
+ABLATION_LABELS = {"no-selection": "the run trained on every photo, frontal or not",
+                   "paired": "the run trained paired (every photo to its person's frontal target)",
+                   "embedding": "the run on FaceNet's 512-D embedding", "avgpool": "the run on FaceNet's avgpool layer",
                    "dlib-resnet": "the run on dlib-ResNet features", "no-identity-loss": "the run without the identity "
-                   "loss", "no-warp": "the run without the warp"}
+                   "loss", "no-warp": "the run without the warp", "orl": "the run on 32 grey ORL identities"}
+#: Held-out sets of the baseline comparisons: the training data set's unseen people, and ORL's 40 people.
+PEOPLE_SETS = ("unseen_people", "orl", "unseen_photos")
+COLOUR_LABELS = {"none": "no correction", "grey_world": "grey world"}
 
 
 def to_numpy(x) -> np.ndarray:
@@ -40,42 +46,134 @@ def _add(out: list, cid: str, group: str, a, b, person, higher: bool, subject: s
                 **where, **c, "sentence": describe(c, subject, other, measure, verb=verb, unit=unit)})
 
 
-def compare_seeds(rows: Sequence[Mapping], abl: Sequence[Mapping], judges: Mapping[str, Any], tables) -> list[dict]:
-    """Every comparison the book states, from the per-seed rows of :func:`run_study` (a list of dicts, see the
-    module docstring). Baselines do not depend on the training seed: they enter as seed 0's rows."""
-    out: list[dict] = []
-    person_up = to_numpy(rows[0]["unseen_people"]["person"])
-    # normface against each baseline: unseen people (both judges) and unseen photos (both judges)
-    for split in ("unseen_people", "unseen_photos"):
+def _baselines(out: list, rows, judges) -> None:
+    for split in PEOPLE_SETS:
         if rows[0].get(split) is None:
             continue
         person = to_numpy(rows[0][split]["person"])
-        for cond in ("clean", "hard"):
+        for cond in [c for c in ("clean", "hard") if c in rows[0][split]]:
             for j in judges:
                 for metric, (label, higher) in MEASURES.items():
                     a = _stack(rows, lambda r: r[split][cond][j]["normface"][metric])
                     for m, other in BASELINE_LABELS.items():
+                        if m not in rows[0][split][cond][j]:  # other data sets' people: fewer baselines
+                            continue
                         b = to_numpy(rows[0][split][cond][j][m][metric])
                         _add(out, f"{split}/{cond}/{j}/{metric}/{m}", "baselines", a, b, person, higher, "normface",
                              other, label, split=split, condition=cond, judge=j, metric=metric, baseline=m)
-    # invariance: a person's outputs vs its input photos (embedding spread per judge, pixel spread)
-    P = len(np.unique(person_up))
-    for cond in ("clean", "hard"):
+
+
+def _invariance(out: list, rows, judges, split: str) -> None:
+    P = len(np.unique(to_numpy(rows[0][split]["person"])))
+    for cond in [c for c in ("clean", "hard") if c in rows[0][split]]:
         for j in judges:
-            a = _stack(rows, lambda r: r["unseen_people"][cond][j]["spread"]["normface"])
-            b = to_numpy(rows[0]["unseen_people"][cond][j]["spread"]["input"])
+            a = _stack(rows, lambda r: r[split][cond][j]["spread"]["normface"])
+            b = to_numpy(rows[0][split][cond][j]["spread"]["input"])
             _add(out, f"invariance/{cond}/{j}", "invariance", a, b, np.arange(P), False, "normface's outputs",
-                 "the input photos", f"spread of a person's embeddings ({j})", condition=cond, judge=j)
-        a = _stack(rows, lambda r: r["unseen_people"][cond]["pixel_spread"]["normface"])
-        b = to_numpy(rows[0]["unseen_people"][cond]["pixel_spread"]["input"])
+                 "the input photos", f"spread of a person's embeddings ({j})", condition=cond, judge=j, split=split)
+        a = _stack(rows, lambda r: r[split][cond]["pixel_spread"]["normface"])
+        b = to_numpy(rows[0][split][cond]["pixel_spread"]["input"])
         _add(out, f"invariance/{cond}/pixels", "invariance", a, b, np.arange(P), False, "normface's outputs",
-             "the input photos", "pixel standard deviation across a person's photos", condition=cond, judge="pixels")
-    # landmarks (clean)
-    a = _stack(rows, lambda r: r["unseen_people"]["landmarks"]["normface"])
-    for m in ("mean_face", "nearest_identity", "linear"):
-        _add(out, f"landmarks/{m}", "landmarks", a, to_numpy(rows[0]["unseen_people"]["landmarks"][m]), person_up,
-             False, "normface", BASELINE_LABELS[m], "landmark error (inter-ocular units)", baseline=m)
-    # LFW subset: distances to the input (identity unknown: photos are the units)
+             "the input photos", "pixel standard deviation across a person's photos", condition=cond, judge="pixels",
+             split=split)
+    person = to_numpy(rows[0][split]["person"])
+    a = _stack(rows, lambda r: r[split]["landmarks"]["normface"])
+    for m in [m for m in ("mean_face", "nearest_identity", "linear") if m in rows[0][split]["landmarks"]]:
+        _add(out, f"landmarks/{m}", "landmarks", a, to_numpy(rows[0][split]["landmarks"][m]), person, False,
+             "normface", BASELINE_LABELS[m], "landmark error (inter-ocular units)", baseline=m, split=split)
+
+
+def _robustness(out: list, rows, indep: str, split: str) -> None:
+    person = to_numpy(rows[0]["robustness_person"])
+    clean_r1 = _stack(rows, lambda r: r["robustness_clean"]["rank1"])
+    clean_d = _stack(rows, lambda r: r["robustness_clean"]["distance"])
+    for kind, curve in rows[0]["robustness"].items():
+        for i, point in enumerate(curve):
+            s = point["strength"]
+            where = dict(kind=kind, strength=s, judge=indep, split=split)
+            r1 = _stack(rows, lambda r: r["robustness"][kind][i]["_rows"]["rank1"])
+            dist = _stack(rows, lambda r: r["robustness"][kind][i]["_rows"]["distance"])
+            r1_in = _stack(rows, lambda r: r["robustness"][kind][i]["_rows"]["input_rank1"])
+            _add(out, f"robustness/{kind}/{s:g}/rank1-vs-clean", "robustness", r1, clean_r1, person, True,
+                 f"normface under {kind} {s:g}", "normface on clean photos", "rank-1", **where)
+            _add(out, f"robustness/{kind}/{s:g}/distance-vs-clean", "robustness", dist, clean_d, person, False,
+                 f"normface under {kind} {s:g}", "normface on clean photos", "distance to the clean input", **where)
+            _add(out, f"robustness/{kind}/{s:g}/rank1-vs-input", "robustness", r1, r1_in, person, True,
+                 f"normface's output under {kind} {s:g}", "the perturbed photo itself", "rank-1", **where)
+
+
+def _expression(out: list, rows, judges) -> None:
+    e0 = rows[0]["expression"]
+    P = len(e0["spread_in"])
+    a = _stack(rows, lambda r: r["expression"]["methods"]["normface"]["ratio"])
+    _add(out, "expression/ratio/input", "expression", a, np.ones(P), np.arange(P), False, "normface's outputs",
+         "the photos themselves (ratio 1)", "expression ratio (pixel spread across expressions, outputs / photos)",
+         metric="expression_ratio", other_method="input")
+    person = to_numpy(e0["person"])
+    for j in judges:
+        for metric, (label, higher) in MEASURES.items():
+            a = _stack(rows, lambda r: r["expression"]["methods"]["normface"][j][metric])
+            others = {"input": ("the expressive photo itself", e0["input"][j][metric])}
+            others.update({m: (BASELINE_LABELS[m], e0["methods"][m][j][metric]) for m in BASELINE_LABELS
+                           if m in e0["methods"]})
+            for m, (other, b) in others.items():
+                _add(out, f"expression/{j}/{metric}/{m}", "expression", a, to_numpy(b), person, higher, "normface",
+                     other, f"{label} to the neutral portrait", judge=j, metric=metric, other_method=m)
+
+
+def _ablations(out: list, abl, judges) -> None:
+    names = [n for n in abl[0] if n != "reference" and abl[0][n]["status"] == "trained"]
+    person_up = to_numpy(abl[0]["reference"]["person"])
+    for n in names:
+        label = ABLATION_LABELS.get(n, n)
+        for j in judges:
+            for cond in ("clean", "hard"):
+                for metric, (mlabel, higher) in MEASURES.items():
+                    a = _stack(abl, lambda r: r["reference"]["rows"][j][cond][metric])
+                    b = _stack(abl, lambda r: r[n]["rows"][j][cond][metric])
+                    _add(out, f"ablations/{n}/{j}/{cond}/{metric}", "ablations", a, b, person_up, higher,
+                         "the reference run", label, mlabel, ablation=n, judge=j, condition=cond, metric=metric,
+                         split="unseen_people")
+            if "orl" in abl[0]["reference"] and "orl" in abl[0][n]:
+                for metric, (mlabel, higher) in MEASURES.items():
+                    a = _stack(abl, lambda r: r["reference"]["orl"]["rows"][j][metric])
+                    b = _stack(abl, lambda r: r[n]["orl"]["rows"][j][metric])
+                    _add(out, f"ablations/{n}/orl/{j}/{metric}", "ablations", a, b,
+                         to_numpy(abl[0]["reference"]["orl"]["person"]), higher,
+                         "the reference run", label, f"{mlabel} on ORL's grey photos", ablation=n, judge=j,
+                         condition="clean", metric=metric, split="orl")
+        a = _stack(abl, lambda r: r["reference"]["colour"])
+        b = _stack(abl, lambda r: r[n]["colour"])
+        _add(out, f"ablations/{n}/colour_difference", "ablations", a, b, person_up, False,
+             "the reference run", label, "skin-colour difference to the input (8-bit levels)", ablation=n,
+             judge="pixels", condition="clean", metric="colour_difference", split="unseen_people")
+        if "expression" in abl[0]["reference"] and "expression" in abl[0][n]:
+            a = _stack(abl, lambda r: r["reference"]["expression"]["ratio"])
+            b = _stack(abl, lambda r: r[n]["expression"]["ratio"])
+            _add(out, f"ablations/{n}/expression_ratio", "ablations", a, b, np.arange(a.shape[1]), False,
+                 "the reference run", label, "expression ratio", ablation=n, judge="pixels", condition="clean",
+                 metric="expression_ratio", split="expressions")
+
+
+def _colour(out: list, rows) -> None:
+    c0 = rows[0]["colour"]
+    for region in ("face", "photo"):
+        a = _stack(rows, lambda r: r["colour"]["delta_e"][region]["normface"])
+        for m, other in COLOUR_LABELS.items():
+            _add(out, f"colour/{region}/{m}", "colour", a, c0["delta_e"][region][m], c0["photo"], False,
+                 "the normface correction", other, f"CIEDE2000 ΔE to the original photo ({region})", unit="photos",
+                 region=region, baseline=m)
+
+
+def compare_seeds(rows: Sequence[Mapping], abl: Sequence[Mapping], judges: Mapping[str, Any]) -> list[dict]:
+    """Every comparison the book states, from the per-seed rows of :func:`~normface_lib.study.seeds.run_study` (a
+    list of dicts, see the module docstring) and the per-seed ablation rows. Baselines do not depend on the training
+    seed: they enter as seed 0's rows."""
+    out: list[dict] = []
+    indep = independent_judge(next(iter(judges)))
+    _baselines(out, rows, judges)
+    multi = "orl" if rows[0].get("orl") is not None else "unseen_people"
+    _invariance(out, rows, judges, multi)
     if rows[0].get("lfw") is not None:
         for j, judge in judges.items():
             d = _stack(rows, lambda r: r["lfw"][j]["normface"])
@@ -87,43 +185,12 @@ def compare_seeds(rows: Sequence[Mapping], abl: Sequence[Mapping], judges: Mappi
                      "fraction below threshold", unit="photos", judge=j, metric="frac_below_threshold", baseline=m)
                 _add(out, f"lfw/{j}/mean_distance/{m}", "lfw", d, db, ids, False, "normface", BASELINE_LABELS[m],
                      "mean distance", unit="photos", judge=j, metric="mean_distance", baseline=m)
-    # robustness sweep: output under a perturbation vs output on clean photos, and vs the perturbed photo itself
-    indep = independent_judge(next(iter(judges)))
-    clean_r1 = _stack(rows, lambda r: r["unseen_people"]["clean"][indep]["normface"]["rank1"])
-    clean_d = _stack(rows, lambda r: r["unseen_people"]["clean"][indep]["normface"]["mean_distance"])
-    for kind, curve in rows[0]["robustness"].items():
-        for i, point in enumerate(curve):
-            s = point["strength"]
-            where = dict(kind=kind, strength=s, judge=indep)
-            r1 = _stack(rows, lambda r: r["robustness"][kind][i]["_rows"]["rank1"])
-            dist = _stack(rows, lambda r: r["robustness"][kind][i]["_rows"]["distance"])
-            r1_in = _stack(rows, lambda r: r["robustness"][kind][i]["_rows"]["input_rank1"])
-            _add(out, f"robustness/{kind}/{s:g}/rank1-vs-clean", "robustness", r1, clean_r1, person_up, True,
-                 f"normface under {kind} {s:g}", "normface on clean photos", "rank-1", **where)
-            _add(out, f"robustness/{kind}/{s:g}/distance-vs-clean", "robustness", dist, clean_d, person_up, False,
-                 f"normface under {kind} {s:g}", "normface on clean photos", "distance to the clean input", **where)
-            _add(out, f"robustness/{kind}/{s:g}/rank1-vs-input", "robustness", r1, r1_in, person_up, True,
-                 f"normface's output under {kind} {s:g}", "the perturbed photo itself", "rank-1", **where)
-    # ablations: the reference run against each other row, both judges, paired by seed
-    names = [n for n in abl[0] if n != "reference" and abl[0][n]["status"] == "trained"]
-    for n in names:
-        for j in judges:
-            for cond in ("clean", "hard"):
-                for metric, (label, higher) in MEASURES.items():
-                    a = _stack(abl, lambda r: r["reference"]["rows"][j][cond][metric])
-                    b = _stack(abl, lambda r: r[n]["rows"][j][cond][metric])
-                    _add(out, f"ablations/{n}/{j}/{cond}/{metric}", "ablations", a, b, person_up, higher,
-                         "the reference run", ABLATION_LABELS.get(n, n), label, ablation=n, judge=j, condition=cond,
-                         metric=metric)
-    # colour: exposure correction on held-out ORL photos (the change itself is the unit: photos × exposures)
-    c0 = rows[0]["colour"]
-    moved = c0["stops"] != 0
-    for score, label in (("consistency", "ΔE to its own result on the unperturbed photo"),
-                         ("delta_e", "ΔE to the unperturbed photo")):
-        a = _stack(rows, lambda r: r["colour"][score]["normface exposure"][moved])
-        for m in ("no correction", "grey world"):
-            _add(out, f"colour/{score}/{m}", "colour", a, c0[score][m][moved], c0["person"][moved], False,
-                 "the normface exposure correction", m, label, score=score, baseline=m)
+    _robustness(out, rows, indep, multi)
+    if rows[0].get("expression") is not None:
+        _expression(out, rows, judges)
+    _ablations(out, abl, judges)
+    if rows[0].get("colour") is not None:
+        _colour(out, rows)
     return out
 
 

@@ -15,8 +15,9 @@ from ..core.errors import InputError
 class TrainConfig:
     """Everything that determines a training run (same config + same seed → same numbers on the same machine).
 
-    Data: ``dataset`` ("orl", in memory; or "celeba" / "folder", streamed from an on-disk store, with ``data_root``
-    and ``data_options`` such as ``max_people`` or ``workers``, passed to :func:`normface_lib.data.load_tables`),
+    Data: ``dataset`` (a trainable name of :data:`normface_lib.data.DATASETS`: "colour" or "orl", in memory; or
+    "celeba" / "folder", streamed from an on-disk store, with ``data_root``), ``data_options`` (passed to
+    :func:`normface_lib.data.load_tables`: ``seed``, ``n_train_people``, ``max_people``, ``workers``...),
     ``size`` (crop side),
     ``mirror`` (add mirrored photos), ``training_inputs`` (``"frontal_neutral"``, the paper's setup and both profiles':
     only frontal, neutral photos, each mapped to itself; ``"paired"``, an ablation: every photo of a training person
@@ -35,15 +36,15 @@ class TrainConfig:
     model; 0 = the training process reads), ``compile`` (``torch.compile`` the decoder: on in the paper profile, whose
     224-px step ``benchmarks/train_step.py --compile both`` measured faster compiled on a CPU, for about a minute and a
     half of compiling at the first step; off in the quick profile, whose 64-px step it did not speed up; if compiling
-    fails the run goes on in eager mode with a warning), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end),
+    fails the run goes on in eager mode with a warning), ``checkpoint_every``, ``eval_splits`` (held-out tables evaluated at the end; None: every split the data set has),
     ``eval_batch``. The paper profile needs ``data_root`` (e.g. ``--set data_root='"/data"'``).
     """
 
     profile: str = "custom"
-    dataset: str = "orl"
+    dataset: str = "colour"
     data_root: str | None = None
     data_options: dict = field(default_factory=dict)
-    size: int = 64
+    size: int = 96
     mirror: bool = True
     training_inputs: str = "frontal_neutral"
     encoder: str = "facenet-casia"
@@ -76,11 +77,11 @@ class TrainConfig:
     data_workers: int = 2
     compile: bool = False
     checkpoint_every: int = 500
-    eval_splits: tuple[str, ...] = ("unseen_people", "unseen_photos")
+    eval_splits: tuple[str, ...] | None = None
     eval_batch: int = 64
 
     def __post_init__(self):
-        self.eval_splits = tuple(self.eval_splits)
+        self.eval_splits = None if self.eval_splits is None else tuple(self.eval_splits)
         checks = [
             (self.size >= 16, f"size must be ≥ 16 pixels, got {self.size}"),
             (self.steps >= 1, f"steps must be ≥ 1, got {self.steps}"),
@@ -105,7 +106,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["eval_splits"] = list(self.eval_splits)
+        d["eval_splits"] = None if self.eval_splits is None else list(self.eval_splits)
         return d
 
     @classmethod
@@ -123,15 +124,15 @@ RUNTIME_FIELDS = ("device", "num_threads", "data_workers", "compile")
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # 2 CPU cores, offline, a few minutes: ORL at 64 px, a narrow decoder (width 0.25: 4.76 M parameters with
-    # FaceNet's 1792-D features), a bank of 256 cached morphs, the FaceNet loss every 8th step on 8 outputs.
-    # Measured on an otherwise idle 2-core machine: 0.11 s a step with 2 threads (0.20 s with 1), 0.42 s for a step
-    # with the FaceNet loss; 800 steps take about 2 minutes once the encoder features are cached.
-    "quick": dict(profile="quick", dataset="orl", size=64, mirror=True, training_inputs="frontal_neutral",
+    # 2 CPU cores, offline, a few minutes: the colour portraits of registry packages at 96 px (the training inputs
+    # are the frontal, neutral photos of 90 % of the people, mirrored), a narrow decoder (width 0.25), a bank of 256
+    # cached morphs, the FaceNet loss every 8th step on 8 outputs. How the settings were chosen: CONTRIBUTING.md,
+    # "The quick profile's settings".
+    "quick": dict(profile="quick", dataset="colour", size=96, mirror=True, training_inputs="frontal_neutral",
                   encoder="facenet-casia", width=0.25,
-                  input_dropout=0.1, input_noise=0.5, steps=800, batch_size=32, lr=1e-3, weight_decay=1e-2,
-                  schedule="cosine", warmup_steps=20, identity_weight=0.1, identity_every=8, identity_batch=8,
-                  morphs="bank", morph_bank_size=256, morph_fraction=0.25, num_threads=2, checkpoint_every=200),
+                  input_dropout=0.1, input_noise=0.5, steps=1200, batch_size=32, lr=2e-3, weight_decay=1e-2,
+                  schedule="cosine", warmup_steps=30, identity_weight=0.1, identity_every=8, identity_batch=8,
+                  morphs="bank", morph_bank_size=256, morph_fraction=0.25, num_threads=2, checkpoint_every=400),
     # The paper: a GPU, CelebA at 224 px, full width, the FaceNet loss on every step, fresh morphs every step; the
     # decoder compiled (its step measured faster compiled on a CPU, benchmarks/train_step.py; not yet on a GPU).
     "paper": dict(profile="paper", dataset="celeba", size=224, mirror=True, training_inputs="frontal_neutral",

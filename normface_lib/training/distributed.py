@@ -68,24 +68,33 @@ def setup_processes(device_type: str) -> Processes:
 
 class IndexStream:
     """Deterministic stream of index blocks: step ``t`` → ``per_step`` indices of this process's share of the epoch
-    permutation of :class:`DistributedSampler` (``drop_last``)."""
+    permutation of :class:`DistributedSampler` (``drop_last``). When a process's share of the rows is smaller than a
+    step (few training identities, as on the learning curve's first points), each step is made of whole consecutive
+    epochs, concatenated and cut to ``per_step``: every row still appears once per epoch."""
 
     def __init__(self, n: int, per_step: int, procs: Processes, seed: int):
         self.sampler = DistributedSampler(range(n), num_replicas=procs.world, rank=procs.rank, shuffle=True, seed=seed,
                                           drop_last=True)
         self.per_step = per_step
-        self.steps_per_epoch = len(self.sampler) // per_step if per_step else 0
-        if per_step and self.steps_per_epoch == 0:
-            raise InputError(f"only {n} rows for {procs.world} process(es) × {per_step} rows per step; lower "
-                             "batch_size.")
+        share = len(self.sampler)
+        if per_step and share == 0:
+            raise InputError(f"no rows for {procs.world} process(es); the table needs at least one row per process.")
+        self.steps_per_epoch = share // per_step if per_step else 0
+        self.epochs_per_step = -(-per_step // share) if per_step and not self.steps_per_epoch else 0
         self._epoch, self._order = -1, None
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._order, self._epoch = torch.tensor(list(self.sampler), dtype=torch.long), epoch
+        return self._order
 
     def indices(self, step: int) -> torch.Tensor:
         """``[per_step]`` long: this process's row indices at training step ``step``."""
         if not self.per_step:
             return torch.zeros(0, dtype=torch.long)
+        if self.epochs_per_step:  # fewer rows than a step: whole epochs, one after the other
+            k = self.epochs_per_step
+            return torch.cat([self._epoch_order(step * k + e) for e in range(k)])[:self.per_step]
         epoch, j = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self.sampler.set_epoch(epoch)
-            self._order, self._epoch = torch.tensor(list(self.sampler), dtype=torch.long), epoch
-        return self._order[j * self.per_step:(j + 1) * self.per_step]
+        return self._epoch_order(epoch)[j * self.per_step:(j + 1) * self.per_step]

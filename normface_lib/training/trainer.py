@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 import shutil
@@ -47,117 +46,22 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from .. import data
 from ..core import resources
-from ..core.checks import skip_value_checks
 from ..core.errors import InputError, OverwriteError
 from ..core.runtime import default_device
 from ..encoders import FaceEncoder, cached_encode, calibrate_on_table, encode, encoder_key, load_encoder
-from ..nets import Decoder, NormFaceLoss, landmark_loss, load_checkpoint, random_morphs, save_checkpoint, texture_loss
+from ..nets import Decoder, NormFaceLoss, load_checkpoint, save_checkpoint
 from ..nets.checkpoint import find_checkpoint
 from .config import RUNTIME_FIELDS, TrainConfig
 from .distributed import IndexStream, setup_processes
+from .rows import ENCODE_BATCH, EVAL_ROWS, STATS_ROWS, MorphSource, StepRows, evaluate_losses, morph_rows, table_eval_set
 from .state import autocast_dtype, make_scheduler, param_checksum, rng_state, set_rng_state
 
 LOG_NAME = "losses.jsonl"
 CHECKPOINT_NAME = "checkpoint"
 SUMMARY_NAME = "summary.json"
-#: Batch size of the feature cache's encoder passes (kept: the cached numbers depend on it on some back-ends).
-ENCODE_BATCH = 32
-#: Streamed data (:class:`~normface_lib.data.StreamTable`): input rows sampled (seeded) for the decoder's feature
-#: statistics and the identity threshold, and per table for the final evaluation. Fixed, so memory does not grow
-#: with the data set.
-STATS_ROWS = 512
-EVAL_ROWS = 256
-
-
-def morph_rows(table, n: int, generator: torch.Generator, encoder,
-               batch: int = ENCODE_BATCH) -> dict[str, torch.Tensor]:
-    """``n`` random morphs of a table's targets (:func:`normface_lib.nets.random_morphs`) as training rows: features
-    ``[n,D]`` and embeddings ``[n,E]`` of the rendered morphs (float32, CPU), their landmark ``[n,68,2]``, texture and
-    image ``[n,3,S,S]`` targets (float32, rendered on the device of ``table``'s targets).
-
-    ``table`` is a :class:`~normface_lib.data.FaceTable` or :class:`MorphSource` (the targets already on the
-    training device, so that a GPU renders the morphs)."""
-    m = random_morphs(table, n, generator)
-    enc = encode(encoder, m.images, batch=batch)
-    return {"features": enc["features"], "embedding": enc["embeddings"], "target_landmarks": m.landmarks.float(),
-            "target_texture": m.textures.float(), "target_image": m.images.float()}
-
-
-@dataclasses.dataclass
-class MorphSource:
-    """What morphs are made of: a table's ``target_textures [P,3,S,S]``, ``target_landmarks [P,68,2]`` and
-    ``mean_shape [68,2]`` (float32), moved once to the device that renders them (:meth:`of`)."""
-
-    target_textures: torch.Tensor
-    target_landmarks: torch.Tensor
-    mean_shape: torch.Tensor
-
-    @classmethod
-    def of(cls, table, device: torch.device) -> "MorphSource":
-        textures = table.target_textures  # streamed textures stay on disk: the drawn ones are read and moved
-        return cls(textures.to(device) if isinstance(textures, torch.Tensor) else textures,
-                   table.target_landmarks.to(device), table.mean_shape.to(device))
-
-
-@torch.no_grad()
-def evaluate_losses(decoder: Decoder, features: torch.Tensor, target_landmarks: torch.Tensor,
-                    target_textures: torch.Tensor | None, target_images: torch.Tensor,
-                    batch: int = 64) -> dict[str, float]:
-    """Decoder errors on a set (eval mode, no regularisation noise).
-
-    Args:
-        decoder: the decoder. features ``[N,D]``; target_landmarks ``[N,L,2]`` (pixels); target_textures
-            ``[N,3,S,S]`` (mean-shape frame; may be None for ``warp=False``); target_images ``[N,3,S,S]``.
-
-    Returns:
-        ``{"texture_l1", "image_l1", "landmark_mse", "landmark_rmse_px", "n"}``: texture L1 (NaN without textures
-        or texture output), L1 of the rendered image against the target photo, landmark MSE in crop units and RMS
-        landmark error in pixels.
-    """
-    was_training = decoder.training
-    decoder.eval()
-    dev = next(decoder.parameters()).device
-    sums = dict(texture_l1=0.0, image_l1=0.0, landmark_mse=0.0)
-    n = features.shape[0]
-    for i in range(0, n, batch):
-        out = decoder(features[i:i + batch].to(dev))
-        k = out["image"].shape[0]
-        sums["image_l1"] += float(texture_loss(out["image"], target_images[i:i + batch].to(dev))) * k
-        sums["landmark_mse"] += float(landmark_loss(out["landmarks"], target_landmarks[i:i + batch].to(dev),
-                                                    decoder.out_size)) * k
-        if out["texture"] is not None and target_textures is not None:
-            sums["texture_l1"] += float(texture_loss(out["texture"], target_textures[i:i + batch].to(dev))) * k
-        else:
-            sums["texture_l1"] = float("nan")
-    decoder.train(was_training)
-    res = {k: v / max(n, 1) for k, v in sums.items()}
-    res["landmark_rmse_px"] = math.sqrt(2 * res["landmark_mse"]) * decoder.out_size
-    res["n"] = n
-    return res
-
-
-def _table_eval_set(table, feats: torch.Tensor) -> tuple:
-    """Inputs of a table (its input rows) and their targets, as :func:`evaluate_losses` arguments."""
-    m = table.input_mask
-    p = table.target_index[m]
-    return (feats[m], table.target_landmarks[p], table.target_textures[p], table.images[table.target_row[p]])
-
-
-class _StepRows:
-    """The batch sampler of :meth:`Trainer.loader`: step ``s``'s rows (:meth:`Trainer.step_rows`), for each step."""
-
-    def __init__(self, trainer: "Trainer", start: int, until: int):
-        self.trainer, self.start, self.until = trainer, start, until
-
-    def __iter__(self):
-        return (self.trainer.step_rows(s).tolist() for s in range(self.start, self.until))
-
-    def __len__(self) -> int:
-        return self.until - self.start
 
 
 class Trainer:
@@ -227,8 +131,9 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- setup
     def _setup_data(self, tables: dict | None, encoder: FaceEncoder | None) -> None:
         cfg, procs = self.config, self.procs
-        if encoder is None:
-            encoder = load_encoder(cfg.encoder, layer=cfg.encoder_layer, device=self.device)
+        if encoder is None:  # a pack carries its encoder's weights (for machines without the weights' package)
+            encoder = load_encoder(cfg.encoder, layer=cfg.encoder_layer, device=self.device,
+                                   **data.encoder_options(cfg.dataset, cfg.data_root))
         elif not isinstance(encoder, FaceEncoder):
             raise InputError(f"encoder must be a FaceEncoder (see normface_lib.encoders.load_encoder), got "
                              f"{type(encoder).__name__}.")
@@ -261,6 +166,8 @@ class Trainer:
             enc = encode(self.encoder, calib.images, ENCODE_BATCH)
             self.feature_sample = enc["features"][calib.input_mask]
         else:
+            if cfg.dataset == "pack" and procs.main:  # the pack's features of these very crops, when it has them
+                data.install_features(cfg.data_root, table, self.encoder, ENCODE_BATCH)
             self.features = cached_encode(self.encoder, table.images, ENCODE_BATCH, procs.main, procs.barrier)
             calib, enc = table, self.features
             self.feature_sample = self.features["features"][self.input_rows]
@@ -367,7 +274,7 @@ class Trainer:
         from torch.utils.data import DataLoader
 
         workers = max(0, int(self.config.data_workers))
-        return iter(DataLoader(self.tables["train"], batch_sampler=_StepRows(self, start, until), num_workers=workers,
+        return iter(DataLoader(self.tables["train"], batch_sampler=StepRows(self, start, until), num_workers=workers,
                                pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None,
                                generator=torch.Generator().manual_seed(self.config.seed)))
 
@@ -467,7 +374,7 @@ class Trainer:
                 sample = t
                 f = self.features["features"] if split == "train" else \
                     cached_encode(self.encoder, t.images, ENCODE_BATCH)["features"]
-            ev[split] = evaluate_losses(self.decoder, *_table_eval_set(sample, f), batch=self.config.eval_batch)
+            ev[split] = evaluate_losses(self.decoder, *table_eval_set(sample, f), batch=self.config.eval_batch)
             if streamed:
                 ev[split]["sampled_from"] = int(t.input_mask.sum())
         return ev
@@ -495,65 +402,3 @@ class Trainer:
             resources.write_json(summary, self.out / SUMMARY_NAME)
         self.procs.barrier()
         return summary
-
-
-def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True, resume: bool = False,
-          force: bool = False, until_step: int | None = None, tables: dict | None = None,
-          return_model: bool = False) -> dict[str, Any]:
-    """Train a decoder; write ``losses.jsonl``, ``checkpoint/`` and ``summary.json`` into ``out_dir``.
-
-    Args:
-        config: a :class:`TrainConfig` (e.g. ``profile_config("quick")``).
-        out_dir: run folder. A folder that already holds a run is refused (:class:`OverwriteError`) unless
-            ``resume`` (continue it) or ``force`` (start over).
-        progress: show a tqdm bar (main process only).
-        resume: continue from ``out_dir/checkpoint`` (model, optimizer, scheduler, RNG states, step); the result is
-            the same as an uninterrupted run.
-        until_step: stop after this many steps (≤ ``config.steps``), saving a checkpoint, as if interrupted; the
-            learning-rate schedule still spans ``config.steps``.
-        tables: ``{"train": FaceTable, <split>: FaceTable}`` to use instead of loading ``config.dataset``
-            (evaluation uses the non-train entries).
-        return_model: add the trained decoder (``"model"``, an ``nn.Module``) to the returned dict.
-
-    Returns:
-        The run summary (also in ``summary.json``): steps done, mean step time, parameter counts, the mean of the
-        last logged losses, ``eval`` = :func:`evaluate_losses` on the training inputs and each held-out table,
-        ``param_checksum`` (a list over processes under DDP), paths.
-    """
-    if not isinstance(config, TrainConfig):
-        raise InputError(f"config must be a TrainConfig (use profile_config('quick')), got {type(config).__name__}.")
-    until = config.steps if until_step is None else int(until_step)
-    if not 1 <= until <= config.steps:
-        raise InputError(f"until_step must be in [1, {config.steps}], got {until_step}.")
-    trainer = Trainer(config, out_dir, tables, resume, force)
-    procs = trainer.procs
-    start = trainer.resume() if resume else 0
-    trainer.start_log(start)
-    trainer.decoder.train()
-    bar = tqdm(total=until, initial=start, disable=not (progress and procs.main), desc=f"train[{config.profile}]",
-               dynamic_ncols=True)
-    times: list[float] = []
-    recent: list[dict[str, Any]] = []
-    log_f = open(trainer.log_path, "a") if procs.main else None
-    try:
-        with skip_value_checks():
-            for step, rows in zip(range(start, until), trainer.loader(start, until)):
-                rec = trainer.step(step, rows)
-                times.append(rec["seconds"])
-                recent = (recent + [rec])[-50:]
-                if log_f:
-                    log_f.write(json.dumps(rec) + "\n")
-                    log_f.flush()
-                bar.update(1)
-                bar.set_postfix(tex=f"{rec['texture']:.4f}", lm=f"{rec['landmark']:.2e}", refresh=False)
-                if (step + 1) % config.checkpoint_every == 0 or step + 1 == until:
-                    trainer.save(step + 1)
-    finally:
-        bar.close()
-        if log_f:
-            log_f.close()
-    summary = trainer.summary(max(until, start), times, recent)
-    procs.close()
-    if return_model:
-        summary["model"] = trainer.decoder
-    return summary

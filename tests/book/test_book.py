@@ -1,27 +1,10 @@
 """The book builds warning-free from the committed notebooks, and its pages load nothing from the network."""
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    cfg["execute"]["execute_notebooks"] = "off"  # nbval executes the notebooks; here we build from their outputs
-    cfg_path = out / "_config.yml"
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    jb = Path(sys.executable).with_name("jupyter-book")
-    r = subprocess.run([str(jb), "build", str(ROOT), "--config", str(cfg_path), "--path-output", str(out), "-W",
-                        "--keep-going"], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, f"jupyter-book build failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
-    return out / "_build" / "html"
 
 
 def test_book_has_every_page(built_book):

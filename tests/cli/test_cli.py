@@ -10,6 +10,9 @@ from PIL import Image
 
 from normface_lib import cli
 from normface_lib import NormFace  # the public entry point
+from normface_lib.training import PROFILES
+
+S = PROFILES["quick"]["size"]  # the crop side of the tiny checkpoint (the quick profile's)
 
 
 def test_normalize_writes_one_png_per_face(tiny_checkpoint, photos, tmp_path, capsys):
@@ -21,7 +24,7 @@ def test_normalize_writes_one_png_per_face(tiny_checkpoint, photos, tmp_path, ca
     assert len(lines) == 2 and all("1 face" in l for l in lines)
     for name in ("astronaut.png", "hopper.png"):
         img = np.asarray(Image.open(out / name))
-        assert img.shape == (64, 64, 3) and img.std() > 1  # a picture, not a flat fill
+        assert img.shape == (S, S, 3) and img.std() > 1  # a picture, not a flat fill
 
 
 @pytest.mark.parametrize("verb, done", [("normalize", "hopper.jpg: 1 face"), ("correct-colour", "hopper.jpg: ->")])
@@ -56,7 +59,7 @@ def test_missing_checkpoint_says_how_to_make_one(tmp_path, photos, capsys):
 def test_model_api_round_trip(tiny_checkpoint, photos):
     model = NormFace.from_pretrained(tiny_checkpoint)
     r = model.normalize(photos / "hopper.jpg")
-    assert r.image.shape == (3, 64, 64) and r.landmarks.shape == (68, 2)
+    assert r.image.shape == (3, S, S) and r.landmarks.shape == (68, 2)
     assert 0 <= float(r.image.min()) and float(r.image.max()) <= 1
     assert np.isfinite(r.identity_distance) and r.identity_distance > 0
     again = model.normalize(photos / "hopper.jpg")

@@ -9,12 +9,13 @@ from normface_lib import cli
 from normface_lib.apps.avatar import load_obj
 from normface_lib.apps.colour import colour_error
 from normface_lib.faces import load_image
+from normface_lib.training import PROFILES
 
 
-def test_correct_colour_grey_model_corrects_exposure_only(tiny_checkpoint, photos, tmp_path, capsys):
+def test_correct_colour_grey_model_corrects_exposure_only(tiny_grey_checkpoint, photos, tmp_path, capsys):
     out = tmp_path / "out"
     rc = cli.main(["correct-colour", str(photos / "hopper.jpg"), str(photos / "dark.png"), "-o", str(out),
-                   "--checkpoint", str(tiny_checkpoint)])
+                   "--checkpoint", str(tiny_grey_checkpoint)])
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all("exposure only" in l and "grey" in l for l in lines)
@@ -31,6 +32,15 @@ def test_correct_colour_grey_model_corrects_exposure_only(tiny_checkpoint, photo
     assert float(ratio_out) == pytest.approx(float(ratio_in), rel=0.05)
 
 
+def test_correct_colour_colour_model_fits_white_balance(tiny_checkpoint, photos, tmp_path, capsys):
+    rc = cli.main(["correct-colour", str(photos / "hopper.jpg"), "-o", str(tmp_path / "out"), "--checkpoint",
+                   str(tiny_checkpoint)])
+    assert rc == 0
+    line = capsys.readouterr().out.strip()
+    assert "exposure and white balance" in line and "RGB gains" in line
+    assert (tmp_path / "out" / "hopper.png").exists()
+
+
 def test_avatar_writes_obj_mtl_png(tiny_checkpoint, photos, tmp_path, capsys):
     out = tmp_path / "avatars"
     rc = cli.main(["avatar", str(photos / "hopper.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint)])
@@ -39,7 +49,8 @@ def test_avatar_writes_obj_mtl_png(tiny_checkpoint, photos, tmp_path, capsys):
     assert "hopper.obj" in line and "Apache-2.0" in line
     mesh = load_obj(out / "hopper.obj")
     assert mesh.vertices.shape == (468, 3) and mesh.faces.shape == (898, 3)
-    assert mesh.texture is not None and mesh.texture.shape == (3, 64, 64)  # the normalized face is the texture
+    size = PROFILES["quick"]["size"]
+    assert mesh.texture is not None and mesh.texture.shape == (3, size, size)  # the normalized face is the texture
     assert torch.isfinite(mesh.vertices).all() and float(mesh.uvs.min()) >= 0 and float(mesh.uvs.max()) <= 1
     # again without --force: refused, files untouched; bad inputs reported per file
     before = (out / "hopper.obj").read_bytes()

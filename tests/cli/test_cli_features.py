@@ -11,6 +11,9 @@ from PIL import Image
 
 from normface_lib import __version__, cli
 from normface_lib.faces import face_from_photo
+from normface_lib.training import PROFILES
+
+S = PROFILES["quick"]["size"]  # the crop side of the tiny checkpoint (the quick profile's)
 
 
 def test_version(capsys):
@@ -48,7 +51,7 @@ def test_json_and_compare(tiny_checkpoint, photos, tmp_path, capsys):
     assert len(face["box"]) == 4 and face["same_person"] == (face["identity_distance"] < face["threshold"])
     assert bad["photo"].endswith("blank.png") and "no face" in bad["error"]
     side = np.asarray(Image.open(tmp_path / "out" / "hopper_compare.png"))
-    assert side.shape[0] == 64 and side.shape[1] > 128  # input | output
+    assert side.shape[0] == S and side.shape[1] > 2 * S  # input | output
 
 
 def test_aligned_crops(tiny_checkpoint, photos, tmp_path, capsys):
@@ -56,7 +59,7 @@ def test_aligned_crops(tiny_checkpoint, photos, tmp_path, capsys):
     Image.fromarray((crop.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "crop.png")
     rc = cli.main(["normalize", str(tmp_path / "crop.png"), "--aligned", "-o", str(tmp_path / "out"),
                    "--checkpoint", str(tiny_checkpoint)])
-    assert rc == 0 and np.asarray(Image.open(tmp_path / "out" / "crop.png")).shape == (64, 64, 3)
+    assert rc == 0 and np.asarray(Image.open(tmp_path / "out" / "crop.png")).shape == (S, S, 3)
 
 
 def test_the_default_model_needs_no_checkpoint_option(tiny_checkpoint, photos, tmp_path, monkeypatch, capsys):

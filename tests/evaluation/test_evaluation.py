@@ -191,3 +191,21 @@ def test_to_json_rejects_nan(tmp_path):
         ev.to_json({"a": float("nan")}, tmp_path / "m.json")
     p = ev.to_json({"a": 1 / 3, "_hidden": object()}, tmp_path / "m.json", nd=3)
     assert p.read_text().strip() == '{\n "a": 0.333\n}'
+
+
+# ---------------------------------------------------------------------------------------------- new measures
+def test_face_colour_difference_by_hand():
+    x = torch.full((2, 3, 32, 32), 0.5)
+    y = x.clone()
+    y[1] += 10 / 255  # the second output 10 levels brighter everywhere
+    d = ev.face_colour_difference(y, x)
+    assert d[0] == 0 and abs(d[1] - 10) < 1e-4  # float64 mean of float32 pixels: error ≲ 1e-5 levels
+    with pytest.raises(InputError):
+        ev.face_colour_difference(y[:1], x)
+
+
+def test_ratio_of_means_by_hand():
+    r = ev.ratio_of_means(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 2.0]), n_boot=200)
+    assert r["value"] == 1.0 and r["ci"][0] <= 1.0 <= r["ci"][1]
+    same = ev.ratio_of_means(torch.ones(4), torch.ones(4), n_boot=50)
+    assert same["value"] == same["ci"][0] == same["ci"][1] == 1.0

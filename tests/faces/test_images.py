@@ -82,3 +82,60 @@ def test_side_by_side_joins_at_one_height_with_white_gaps():
     assert faces.side_by_side(a, b, height=16).shape == (3, 16, 16 + 2 + 32)
     with pytest.raises(InputError):
         faces.side_by_side()
+
+
+@pytest.mark.parametrize("bad", [torch.ones(3, 20, 20, dtype=torch.bool), torch.rand(3, 20, 20, dtype=torch.complex64)])
+def test_bool_and_complex_tensors_are_refused(bad):
+    with pytest.raises(InputError, match=f"a {bad.dtype} tensor is not an image"):
+        faces.load_image(bad)
+
+
+def test_what_cannot_be_read_is_said_plainly(tmp_path):
+    """Garbage bytes (no object address), a URL (kept as written), a named pipe nothing writes to (never a hang), a
+    folder, a device, HEIC without its plugin, a name too long: each one line saying what to do."""
+    import os
+
+    cases = {b"\x00garbage": ("bytes: not a readable image", "object at"),
+             "https://example.com/face.jpg": ("https://example.com/face.jpg is a URL", "no such file"),
+             str(tmp_path / "pipe.jpg"): ("a named pipe (FIFO) that nothing writes to", "Use a JPEG"),
+             str(tmp_path): ("is a folder", "Use a JPEG"),
+             "/dev/zero": ("not a regular file", "Use a JPEG"),
+             str(tmp_path / "phone.heic"): ("HEIC photos need a plugin", "Use a JPEG"),
+             str(tmp_path / ("n" * 300 + ".jpg")): ("longer than the file system allows", "no such file")}
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    for source, (said, not_said) in cases.items():
+        with pytest.raises((InputError, UnreadableImageError)) as e:
+            faces.load_image(source)
+        assert said in str(e.value) and not_said not in str(e.value), str(e.value)
+
+
+def test_a_named_pipe_with_a_writer_is_read(orl_grey, tmp_path):
+    """What ``<(curl ...)`` gives: a pipe something writes the photo into."""
+    import io
+    import os
+    import threading
+
+    buf = io.BytesIO()
+    Image.fromarray(orl_grey).save(buf, format="PNG")
+    os.mkfifo(tmp_path / "p.png")
+    w = os.open(tmp_path / "p.png", os.O_RDWR)  # the writer is there before the photo is read
+    out: list = []
+    reader = threading.Thread(target=lambda: out.append(faces.load_image(tmp_path / "p.png")))
+    try:
+        assert os.write(w, buf.getvalue()) == len(buf.getvalue())  # fits the pipe's buffer
+        reader.start()
+        while reader.is_alive() and _unread(w):
+            reader.join(0.05)  # until the photo is read; then the pipe is closed, which ends it
+    finally:
+        os.close(w)
+    reader.join()
+    assert out and torch.equal(out[0], faces.load_image(Image.fromarray(orl_grey)))
+
+
+def _unread(fd: int) -> int:
+    import fcntl
+    import struct
+    import termios
+
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]

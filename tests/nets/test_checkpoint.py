@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from normface_lib import cli
-from normface_lib.core.errors import ChecksumError, InputError
+from normface_lib.core.errors import ChecksumError, InputError, OverwriteError
 from normface_lib.core.resources import usual_mode
 from normface_lib.nets import Decoder, load_checkpoint, save_checkpoint
 
@@ -153,3 +153,36 @@ def test_meta_round_trip(tmp_path):
 def test_checkpoint_folder_gets_the_usual_permissions(tmp_path):
     save_checkpoint(tmp_path / "ck", _decoder(), {"steps": 1})
     assert (tmp_path / "ck").stat().st_mode & 0o777 == usual_mode(folder=True)
+
+
+def test_a_save_never_deletes_what_it_did_not_write(tmp_path):
+    """A folder that holds the user's files (a working folder, a hub repository clone) is refused, with or without a
+    checkpoint in it; with force only the checkpoint's own files change; a folder of checkpoint files alone is
+    replaced as one unit, as before."""
+    user = tmp_path / "user"
+    (user / "sub").mkdir(parents=True)
+    (user / "notes.txt").write_text("mine")
+    (user / "sub" / "data.csv").write_text("1,2")
+    mine = {"notes.txt": "mine", "sub/data.csv": "1,2"}
+
+    def untouched() -> bool:
+        return all((user / k).read_text() == v for k, v in mine.items())
+
+    with pytest.raises(OverwriteError, match="not a model folder.*notes.txt, sub"):
+        save_checkpoint(user, _decoder(), {"steps": 1})
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt", "sub"] and untouched()
+    opt = torch.optim.AdamW(_decoder().parameters())
+    save_checkpoint(user, _decoder(), {"steps": 1}, optimizer=opt, force=True)  # beside the user's files
+    assert sorted(p.name for p in user.iterdir()) == ["config.json", "model.safetensors", "notes.txt",
+                                                      "optimizer.safetensors", "sub"] and untouched()
+    with pytest.raises(OverwriteError, match="already holds a checkpoint"):
+        save_checkpoint(user, _decoder(), {"steps": 2})
+    save_checkpoint(user, _decoder(0.5), {"steps": 2}, force=True)  # replaced: its files only, a stale one removed
+    assert sorted(p.name for p in user.iterdir()) == ["config.json", "model.safetensors", "notes.txt", "sub"]
+    assert untouched() and load_checkpoint(user).config == {"steps": 2}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no hidden sibling left
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    inode = empty.stat().st_ino
+    save_checkpoint(empty, _decoder(), {"steps": 1})  # an empty folder is written into (it stays the same folder)
+    assert load_checkpoint(empty).config == {"steps": 1} and empty.stat().st_ino == inode

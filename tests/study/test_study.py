@@ -163,9 +163,9 @@ def test_study_provenance_and_size(study):
         assert p.get(key), key
     assert len(study["seeds"]) >= 3 and len(study["per_seed"]) == len(study["seeds"])
     groups = {c["group"] for c in study["comparisons"]}
-    assert {"baselines", "ablations", "robustness", "invariance", "colour"} <= groups
+    assert {"baselines", "ablations", "robustness", "invariance", "colour", "expression", "landmarks"} <= groups
     ablations = {c["ablation"] for c in study["comparisons"] if c["group"] == "ablations"}
-    assert {"paired", "no-identity-loss", "no-warp", "dlib-resnet"} <= ablations
+    assert {"no-selection", "embedding", "no-identity-loss", "no-warp", "dlib-resnet", "orl"} <= ablations
     for c in study["comparisons"]:
         assert c["n_seeds"] >= 3 and c["verdict"] in VERDICTS
         assert c["verdict"] in c["sentence"] or c["verdict"] == VERDICTS[2]
@@ -178,25 +178,19 @@ def test_committed_metrics_are_the_study_seed_0_within_bands(study):
     assert results.band_violations(committed, seed0, study) == []
 
 
-def test_study_covers_the_paper_setup_kfold_curve_and_fig12(study):
-    """The paper's training is what ran; every ORL person was unseen once; the learning curve has every cell."""
+def test_study_covers_the_paper_setup_curve_and_fig12(study):
+    """The paper's training on the colour portraits is what ran; the learning curve reaches every identity there is,
+    with and without morphs, and marks the ORL model; Figure 12 pools every seed."""
     ti = study["training_inputs"]
-    assert ti["default"] == "frontal_neutral" and 0 < ti["n_passed"] < ti["n_photos"] == 400
-    assert sum(ti["per_person"].values()) == ti["n_passed"] and len(ti["per_person"]) == 40
-    assert all(ti["per_person"][p] == 0 for p in ti["fallback"])
-    assert ti["train_rows"] + ti["unseen_photos_rows"] == 320 and ti["paired_train_rows"] == 256
-    kf = study["kfold"]
-    assert kf["n_people"] == 40 and kf["n_folds"] == 5
-    people = [p for f in kf["per_fold"] for p in f["unseen_people"]]
-    assert len(people) == len(set(people)) == 40
-    for j, per_m in kf["pooled"].items():
-        for m, per_k in per_m.items():
-            for k, v in per_k.items():
-                assert v["ci"][0] - 1e-9 <= v["mean"] <= v["ci"][1] + 1e-9, (j, m, k)
-    cells = {(c["n_identities"], c["morphs"]) for c in study["learning_curve"]["points"]}
-    assert cells == {(n, m) for n in (4, 8, 16, 24, 32) for m in (True, False)}
+    assert ti["default"] == "frontal_neutral" and study["dataset"] == "colour"
+    assert ti["train_people"] > 400 and ti["unseen_people"] > 100 and ti["train_rows"] == ti["train_people"]
+    points = study["learning_curve"]["points"]
+    colour = {(c["n_identities"], c["morphs"]) for c in points if c["dataset"] == "colour"}
+    sizes = sorted({n for n, _ in colour})
+    assert sizes[-1] == ti["train_people"] and len(sizes) >= 4
+    assert colour == {(n, m) for n in sizes for m in (True, False)}
+    assert [c["n_identities"] for c in points if c["dataset"] == "orl"] == [32]
     f12 = study["fig12"]
     assert f12["units"] == "squared_l2" and len(f12["seeds"]) >= 3
     for j, d in f12["judges"].items():
         assert len(d["with_identity_loss"]) == len(d["without_identity_loss"]) > 0 and d["threshold"] > 0
-

@@ -60,7 +60,7 @@ def read_log(path):
 # ------------------------------------------------------------------------------------------------ config
 def test_profiles_and_config_validation():
     q, p = profile_config("quick"), profile_config("paper")
-    assert (q.dataset, q.size, q.device) == ("orl", 64, None) and q.width < 1 and q.identity_every > 1
+    assert (q.dataset, q.size, q.device) == ("colour", 96, None) and q.width < 1 and q.identity_every > 1
     assert (p.dataset, p.size, p.width, p.identity_every) == ("celeba", 224, 1.0, 1)
     assert profile_config("quick", steps=7).steps == 7
     assert TrainConfig.from_dict(q.to_dict()) == q
@@ -355,3 +355,17 @@ def test_a_compiler_that_fails_leaves_the_run_in_eager_mode(tmp_path, tables, mo
     finally:
         torch._dynamo.reset()
     assert s["steps_done"] == 2 and all(torch.isfinite(torch.tensor(v)) for v in s["last_losses"].values())
+
+
+def test_a_table_smaller_than_a_step_is_drawn_in_whole_epochs():
+    """The learning curve's first points have fewer rows than a batch: every row appears once per epoch, and a step
+    is made of consecutive epochs."""
+    from normface_lib.training.distributed import IndexStream, Processes
+
+    s = IndexStream(10, 24, Processes(), seed=3)
+    a, b = s.indices(0), s.indices(1)
+    assert len(a) == len(b) == 24
+    assert sorted(a[:10].tolist()) == list(range(10)) and sorted(a[10:20].tolist()) == list(range(10))
+    assert torch.equal(a, IndexStream(10, 24, Processes(), seed=3).indices(0))  # deterministic
+    big = IndexStream(100, 24, Processes(), seed=3)  # enough rows: one epoch spans several steps, as before
+    assert len(set(torch.cat([big.indices(t) for t in range(4)]).tolist())) == 96
