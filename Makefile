@@ -39,7 +39,7 @@ test: $(STAMP)
 	    --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800 -p no:cacheprovider
 	NORMFACE_RERUN=$(CURDIR)/_build/rerun $(BIN)/python -m pytest tests/study/test_rerun.py -p no:cacheprovider
 
-## results: the seed study behind every verdict (results/quick/seeds.json; about 80 minutes on 2 CPU cores)
+## results: the seed study behind every verdict (results/quick/seeds.json; about an hour on 2 CPU cores)
 results: $(STAMP)
 	$(BIN)/python -m normface_lib.study run
 
@@ -70,6 +70,11 @@ vendor:
 	cp /tmp/normface-vendor/mathjax-3.2.2/package/es5/tex-chtml.js book/vendor/mathjax/
 	cp -r /tmp/normface-vendor/mathjax-3.2.2/package/es5/output/chtml/fonts/woff-v2 book/vendor/mathjax/output/chtml/fonts/
 	cp -r /tmp/normface-vendor/mathjax-3.2.2/package/es5/input book/vendor/mathjax/
+	mkdir -p "book/vendor_root/notebooks/@jupyter-widgets/html-manager/dist"
+	cp /tmp/normface-vendor/jupyter-widgets-html-manager-1.0.6/package/dist/1551f4f60c37af51121f.woff2 \
+	   /tmp/normface-vendor/jupyter-widgets-html-manager-1.0.6/package/dist/d878b0a6a1144760244f.woff2 \
+	   "book/vendor_root/notebooks/@jupyter-widgets/html-manager/dist/"
+	cp book/vendor_root/notebooks/@jupyter-widgets/html-manager/dist/*.woff2 "book/vendor_root/notebooks/@jupyter-widgets/"
 
 ## constraints: record the exact versions now installed in .venv as constraints.txt (after an upgrade)
 constraints: $(STAMP)

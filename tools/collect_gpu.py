@@ -1,10 +1,17 @@
 """Gather what ``tools/gpu_check.sh`` measured on a lent GPU (the JSON files of ``benchmarks/warp.py`` and
 ``benchmarks/train_step.py`` in one or more folders, in the order of the calls that made them) into one file the
 reproducing chapter renders: ``python tools/collect_gpu.py results/measured/gpu.json DIR[=LABEL] [DIR[=LABEL] ...]``.
-A label says what was measured when the code changed between calls (e.g. ``"morphs rendered on the CPU"``)."""
+A label says what was measured when the code changed between calls (e.g. ``"morphs rendered on the CPU"``).
+
+``python tools/collect_gpu.py --train DIR`` takes what ``tools/gpu_train.sh`` brought back instead: it checks
+``gpu_train.json`` against the results contract (``profile``, ``device``, ``steps``, ``minutes``, ``precision``,
+held-out metrics), copies it, ``held_out.png`` and ``losses.png`` into ``results/measured/`` (``gpu_train_*.png``), and
+merges the step times of ``gpu_steps.json`` (``step_ms_b32_<precision>_<eager|compiled>``...) into
+``results/measured/gpu.json``."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,7 +21,36 @@ from normface_lib.core.resources import write_json  # noqa: E402
 from normface_lib.training import profile_config  # noqa: E402
 
 
+MEASURED = Path(__file__).resolve().parent.parent / "results" / "measured"
+#: what a GPU training run's file must hold (issue 25's results contract)
+TRAIN_KEYS = ("profile", "device", "steps", "minutes", "precision", "held_out")
+
+
+def collect_train(run: Path, measured: Path = MEASURED) -> None:
+    """Copy a ``tools/gpu_train.sh`` run (folder ``run``) into ``measured`` after checking its contract."""
+    doc = json.loads((run / "gpu_train.json").read_text())
+    missing = [k for k in TRAIN_KEYS if doc.get(k) in (None, "", {})]
+    if missing:
+        raise SystemExit(f"{run / 'gpu_train.json'} lacks {', '.join(missing)}: not a complete run; rerun the script.")
+    if str(doc["device"]).upper() == "CPU":
+        raise SystemExit(f"{run / 'gpu_train.json'} was made on {doc['device']}, not a GPU: not collected.")
+    write_json(doc, measured / "gpu_train.json")
+    for name in ("held_out.png", "losses.png"):
+        if (run / name).is_file():
+            shutil.copyfile(run / name, measured / f"gpu_train_{name}")
+    steps = run / "gpu_steps.json"
+    if steps.is_file():
+        gpu = measured / "gpu.json"
+        table = json.loads(gpu.read_text()) if gpu.is_file() else {}
+        table.update({k: v for k, v in json.loads(steps.read_text()).items() if k.startswith("step_ms_") or
+                      k in ("samples_per_second", "peak_fraction", "flops_per_step")})
+        write_json(table, gpu)
+    print(f"collected the {doc['steps']}-step {doc['profile']} run on {doc['device']} into {measured}")
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--train"] and len(argv) == 2:
+        return collect_train(Path(argv[1]))
     if len(argv) < 2:
         raise SystemExit(__doc__)
     out, args = Path(argv[0]), [a.partition("=") for a in argv[1:]]

@@ -57,8 +57,8 @@ def teaser(model, out: Path) -> None:
     cfg = model.config
     fig = image_grid(crops + outs, titles=titles + ["→ normalized"] * len(outs), ncols=len(inputs), size=1.8,
                      row_labels=["input (aligned)", "normface"],
-                     suptitle=f"normface, quick model ({model.size} px, trained on the colour portraits of "
-                              f"{cfg.get('dataset')!r}): photos in, normalized faces out")
+                     suptitle=f"normface, quick model ({model.size} px, trained offline on the {cfg.get('dataset')} "
+                              f"data set): photos in, normalized faces out")
     _save(fig, out, {"inputs": titles})
 
 

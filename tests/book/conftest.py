@@ -1,4 +1,5 @@
 """The book built once for the tests of this folder (from the committed, executed notebooks)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory):
+    """The book's HTML folder: ``$NORMFACE_BUILT_BOOK`` when set (a build made already, e.g. by ``make book``),
+    else built here from the committed notebooks."""
+    if os.environ.get("NORMFACE_BUILT_BOOK"):
+        return Path(os.environ["NORMFACE_BUILT_BOOK"])
     out = tmp_path_factory.mktemp("book")
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     cfg["execute"]["execute_notebooks"] = "off"  # nbval executes the notebooks; here we build from their outputs
+    # a local extension's folder is read relative to the configuration file, which moves to out/
+    cfg["sphinx"]["local_extensions"] = {k: str(ROOT / v) for k, v in cfg["sphinx"].get("local_extensions", {}).items()}
     cfg_path = out / "_config.yml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     jb = Path(sys.executable).with_name("jupyter-book")

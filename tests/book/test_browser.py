@@ -22,14 +22,20 @@ DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER), reason="Chromium and ChromeDriver are not installed and could not be installed here "
     "(tools/install_browser.sh: apt-get install chromium chromium-driver needs Debian and root)")
+#: The most a page may make a browser download (the explorer, with its widget manager and precomputed faces, is the
+#: heaviest: tools/page_weight.py measures every page; results/measured/page_weight.json).
+MAX_PAGE_MIB = 12
 #: Text that only appears where a MyST role or a glue reference was not rendered.
 UNRENDERED = ("{glue", "{numref", "{doc}", "{cite}", "{ref}", "{func}", "{mod}")
 
 
 @pytest.fixture(scope="module")
 def server(built_book):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_book))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # the test reports failed requests itself
+            pass
+
+    handler = functools.partial(Quiet, directory=str(built_book))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", built_book
@@ -82,6 +88,11 @@ def _problems(driver, page: str) -> list[str]:
         "return [...document.querySelectorAll('td, th')].map(c => c.innerText.trim())"
         ".filter(t => /^(nan|NaN|None|<NA>)$/.test(t))")
     bad += [f"{page}: {len(cells)} table cell(s) show {cells[0]!r}"] if cells else []
+    loaded = driver.execute_script(
+        "return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))"
+        ".reduce((a, e) => a + (e.decodedBodySize || 0), 0)")
+    if loaded > MAX_PAGE_MIB * 2 ** 20:
+        bad.append(f"{page}: loads {loaded / 2 ** 20:.1f} MiB (more than {MAX_PAGE_MIB} MiB)")
     return bad
 
 
@@ -106,8 +117,8 @@ def test_the_explorer_works_without_a_kernel(server, browser):
     browser.get(f"{base}/notebooks/05_explorer.html")
     wait = WebDriverWait(browser, 30)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".widget-dropdown select"))
-    shown = lambda: browser.execute_script(  # noqa: E731 - the first widget image, as the reader sees it
-        "const i = document.querySelector('.jupyter-widgets img'); return i && i.src")
+    shown = lambda: browser.execute_script(  # noqa: E731 - every widget image, as the reader sees them
+        "return [...document.querySelectorAll('.jupyter-widgets img')].map(i => i.src).join(' ')")
     before = shown()
     assert before, "the explorer shows no image"
     selects = browser.find_elements(By.CSS_SELECTOR, ".widget-dropdown select")
@@ -118,7 +129,7 @@ def test_the_explorer_works_without_a_kernel(server, browser):
     after_choice = shown()
     handle = browser.find_element(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .widget-slider input")
     handle.click()
-    for _ in range(3):
+    for _ in range(3):  # noUiSlider moves its handle a step a key press
         handle.send_keys(Keys.ARROW_RIGHT)
     wait.until(lambda d: shown() != after_choice)
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

@@ -49,5 +49,8 @@ def test_readme_and_book_open_with_a_picture_made_by_the_code():
     assert (ROOT / "book" / "images" / "teaser.png").stat().st_size > 10_000
     made = __import__("json").loads((ROOT / "book" / "images" / "teaser.json").read_text())
     assert made["provenance"]["settings"]["tool"] == "make_teaser" and len(made["model_sha256"]) == 64
-    intro = (ROOT / "book" / "intro.ipynb").read_text()
-    assert "images/teaser.png" in intro and "tools/make_teaser.py" in intro
+    glance = __import__("json").loads((ROOT / "book" / "images" / "glance.json").read_text())
+    assert glance["provenance"]["settings"]["tool"] == "make_teaser" and len(glance["model_sha256"]) == 64
+    assert glance["model_sha256"] == made["model_sha256"]  # one model made both pictures
+    intro = (ROOT / "book" / "intro.ipynb").read_text()  # the book opens with the results at a glance
+    assert "images/glance.png" in intro and "tools/make_teaser.py" in intro
