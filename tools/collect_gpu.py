@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from normface_lib.core.resources import write_json  # noqa: E402
+from normface_lib.core.resources import atomic_write, write_json  # noqa: E402
 from normface_lib.training import profile_config  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def collect_train(run: Path, measured: Path = MEASURED) -> None:
     write_json(doc, measured / "gpu_train.json")
     for name in ("held_out.png", "losses.png"):
         if (run / name).is_file():
-            shutil.copyfile(run / name, measured / f"gpu_train_{name}")
+            atomic_write(measured / f"gpu_train_{name}", lambda tmp, src=run / name: shutil.copyfile(src, tmp))
     steps = run / "gpu_steps.json"
     if steps.is_file():
         gpu = measured / "gpu.json"
